@@ -1,0 +1,61 @@
+"""The ``fedscore`` command line.
+
+Each capability's command lives in its own module here and is registered on :func:`main`.
+Errors a user can cause print as one line and exit with status 1; ``--debug`` shows the
+traceback.
+"""
+
+import sys
+
+import click
+
+from ..errors import FedscoreError
+
+
+class _Group(click.Group):
+    """Turn fedscore errors into one line and a non-zero exit, unless --debug."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FedscoreError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the full traceback when something fails.")
+@click.version_option(package_name="fedscore")
+@click.pass_context
+def main(ctx, debug):
+    """Privacy-preserving audience scoring between a brand and a media platform.
+
+    Each command runs both parties on this machine (Flower simulation) unless
+    --deployment is given, which starts a real local Flower SuperLink with one
+    SuperNode per party. Every run writes a ledger of each message that crossed a
+    party boundary (kind and size, never values).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def engine_options(func):
+    """Options shared by every command that runs a protocol."""
+    func = click.option("--overwrite", is_flag=True, help="Replace the output folder if it exists.")(func)
+    func = click.option(
+        "--engine", type=click.Choice(["simulation", "local", "deployment"]), default="simulation", show_default=True,
+        help="simulation: Flower simulation on this machine; local: all parties in this process (fastest); "
+             "deployment: a real local Flower SuperLink and one SuperNode per party, with TLS and node authentication.",
+    )(func)
+    func = click.option("--deployment", "deployment", is_flag=True, help="Shortcut for --engine deployment.")(func)
+    return func
+
+
+def chosen_engine(engine, deployment):
+    return "deployment" if deployment else engine
+
+
+# Importing a command's module registers it on ``main``.
+from . import demo, horizontal, horizontal_lr, keys, lookalike, propensity, psi, segment  # noqa: E402,F401

@@ -1,0 +1,527 @@
+"""The demo: the whole story on data shipped with fedscore, in a few minutes on a laptop.
+
+A bank (the *brand*) and an ad platform (the *media* party) each hold part of the UCI
+Bank Marketing data (see ``fedscore/data/README.md``). The demo runs, one after another:
+
+1. **psi**: private ID matching: how many customers the two know in common;
+2. **lookalike**: the media trains on the brand's seed list without learning who is in
+   it, and scores its whole audience;
+3. **propensity**: a joint model on brand and media features scores the brand's
+   customers still to score;
+4. **segment**: federated KMeans splits the shared customers into personas.
+
+Each phase is an ordinary job (:func:`fedscore.runtime.run_job`) with its own run folder;
+a phase whose protocol is not part of this installation is skipped and said so. At the
+end one report per party is written, built only from what that party holds.
+
+Examples
+--------
+>>> from fedscore.demo import run_demo
+>>> result = run_demo("fedscore-demo", small=True)          # doctest: +SKIP
+>>> result["reports"]["brand"]                              # doctest: +SKIP
+PosixPath('fedscore-demo/report/brand.html')
+"""
+
+import contextlib
+import importlib.util
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import FedscoreError
+from .output import staged_output
+from .params import MIN_SEGMENT_SIZE
+from .report import persona_section, write_report
+from .runtime.jobs import JOBS
+from .runtime.runner import run_job
+
+DATA_FILES = {"brand": "bank_brand.csv", "media": "bank_media.csv", "seed": "bank_seed.csv"}
+"""The shipped demo files, in the package's ``data`` folder."""
+
+ID_COLUMN = "uid"
+LABEL_COLUMN = "y"
+
+SMALL_SHARE = 0.5
+"""Share of the people kept by ``--small`` (chosen by ``uid``, so the overlap keeps its shape):
+about 2,000 brand rows, 2,500 media rows and 166 seed customers, 123 of them in the media's
+audience: above the lookalike's minimum of 100."""
+
+DEFAULT_OUT = "fedscore-demo"
+
+PERSONAS = 3
+"""Segments the demo asks for: three personas, each of which would get its own campaign."""
+
+REPORT_TITLE = "fedscore demo: a bank and an ad platform"
+REPORT_SUBTITLE = "UCI Bank Marketing data (CC BY 4.0), split between a brand and a media platform"
+
+
+def demo_data_dir():
+    """The folder holding the shipped demo files."""
+    return Path(str(files("fedscore") / "data"))
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """Paths of the demo's input files (each party reads only its own)."""
+
+    brand: Path
+    media: Path
+    seed: Path
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One step of the demo story: which job to run and how to present what it released.
+
+    Attributes
+    ----------
+    name : str
+        The job name and the run folder's name.
+    title : str
+        What the progress bar says.
+    parties : callable
+        ``parties(data) -> {role: local config}``: each party's own files.
+    options : callable
+        ``options(small) -> dict``: the job's public options.
+    report : callable, optional
+        ``report(run_dir, role, data) -> partial report``: sections built from *that
+        role's* output folder and input file only (see :mod:`fedscore.report.sections`).
+    headline : callable, optional
+        ``headline(summary, run_dir) -> str``: the phase's one-line result for the summary
+        table printed to whoever ran the demo (who, here, plays every party).
+    learned : dict
+        Role → plain statements of what the protocol lets that role learn (from its spec).
+    """
+
+    name: str
+    title: str
+    parties: object
+    options: object = lambda small: {}
+    report: object = None
+    headline: object = None
+    learned: dict = field(default_factory=dict)
+
+    @property
+    def available(self):
+        """Whether this installation has the phase's protocol."""
+        target = JOBS.get(self.name)
+        if target is None:
+            return False
+        with contextlib.suppress(ImportError, ValueError):
+            return importlib.util.find_spec(target.split(":")[0]) is not None
+        return False
+
+
+def _both_tables(data):
+    return {"brand": {"data": str(data.brand)}, "media": {"data": str(data.media)}}
+
+
+def _read_csv(path):
+    return pd.read_csv(path, dtype=str, keep_default_na=False) if Path(path).is_file() else None
+
+
+# --- What each phase shows: read from one party's own output folder only ---------------------
+
+def _psi_headline(summary, run_dir):
+    return f"{summary['intersection']:,} in common"
+
+
+def _psi_report(run_dir, role, data):
+    own = _read_json(Path(run_dir) / role / "psi_report.json")
+    if not own:
+        return {}
+    common, peer = own.get("intersection"), own.get("peer_set_size")
+    facts = [["people in both lists (private ID matching)", common],
+             [f"size of the {'media' if role == 'brand' else 'brand'}'s list", peer]]
+    kpis = [[f"{common:,}", "people in both lists"]] if isinstance(common, int) else []
+    return {"facts": [f for f in facts if f[1] is not None], "kpis": kpis}
+
+
+LOOKALIKE_AUDIENCES = ["1%", "2%", "5%", "10%", "20%"]
+"""Audience sizes the lookalike measures: also the points of its gain and lift curves."""
+
+
+def _lookalike_headline(summary, run_dir):
+    report = _read_json(Path(run_dir) / "brand" / "report.json") or {}
+    auc = report.get("holdout", {}).get("auc")
+    found = f"held-out AUC {auc:.3f}, " if auc is not None else ""
+    return f"{found}{len(summary['audience_sizes'])} audiences"
+
+
+def _lookalike_report(run_dir, role, data):
+    """Brand: held-out quality from its aggregate report. Media: the audiences it selected."""
+    if role == "media":
+        audiences = sorted(Path(run_dir, role).glob("audience_*.csv"), key=lambda p: _size_order(p.stem))
+        facts = [[f"lookalike audience {p.stem[len('audience_'):].replace('_', '.').replace('pct', ' %')}",
+                  f"{len(_read_csv(p)):,} users"] for p in audiences]
+        return {"facts": facts}
+    report = _read_json(Path(run_dir) / role / "report.json")
+    if not report or "holdout" not in report:
+        return {}
+    holdout = report["holdout"]
+    rows, seeds = holdout["rows"], holdout["seed_members"]
+    rate = seeds / rows if rows else float("nan")
+    audiences = [{"size": "top " + a["size"].replace("_", ".").replace("pct", " %"), "count": a["holdout_count"],
+                  "precision": a["precision"], "recall": a["recall"],
+                  "lift": a["precision"] / rate if rate else float("nan")} for a in holdout["audiences"]]
+    fractions = [a["holdout_count"] / rows for a in holdout["audiences"]]
+    section = {
+        "name": "Hidden-seed lookalike: seed members found among held-out media users",
+        "held_by": role, "short": "lookalike, held out", "label": "lookalike model", "auc": holdout["auc"],
+        "rows": rows, "positives": seeds,
+        "population": "held-out media users", "positives_label": "seed members among them",
+        "lift_at_10pct": next((a["lift"] for a, f in zip(audiences, fractions) if abs(f - 0.1) < 0.005), None),
+        "gain": {"fraction": fractions, "gain": [a["recall"] for a in audiences]},
+        "audiences": audiences,
+        "note": ("The media trained on seed labels it could not read and scored its whole audience; the brand "
+                 "received only these held-out aggregates. " + report.get("notes", "")).strip(),
+    }
+    facts = [["seed members found in the media's audience", report.get("matched_seed")]]
+    return {"scoring": [section], "facts": [f for f in facts if f[1] is not None]}
+
+
+def _size_order(stem):
+    label = stem.split("_", 1)[-1]
+    try:
+        return float(label.replace("pct", "").replace("_", "."))
+    except ValueError:
+        return float("inf")
+
+
+def _propensity_headline(summary, run_dir):
+    report = _read_json(Path(run_dir) / "brand" / "report.json") or {}
+    auc = report.get("validation", {}).get("auc")
+    found = f"validation AUC {auc:.3f}, " if auc is not None else ""
+    return f"{found}{report.get('scored_users', 0):,} scored"
+
+
+def _propensity_report(run_dir, role, data):
+    """Brand: validation quality of the joint model, against what its own columns achieve alone."""
+    if role != "brand":
+        return {}
+    report = _read_json(Path(run_dir) / role / "report.json")
+    if not report or "validation" not in report:
+        return {}
+    validation = report["validation"]
+    section = {
+        "name": "Joint propensity: brand and media features, validated on the brand's held-back customers",
+        "short": "joint propensity, validation", "held_by": role, "label": "joint model (brand + media)",
+        "auc": validation.get("auc"), "ks": validation.get("ks"), "lift_at_10pct": validation.get("lift_at_10pct"),
+        "rows": validation.get("users"), "positives": validation.get("positives"),
+        "population": "validation customers", "positives_label": "of them subscribed",
+        "gain": validation.get("gain"), "audiences": validation.get("audiences") or [],
+        "compare": _brand_alone(data),
+        "note": (f"Trained on {report.get('training_users', 0):,} of the {report.get('matched_users', 0):,} customers "
+                 "both parties know, without either seeing the other's columns; the media never saw a label, the "
+                 "brand never saw a media value or partial score. The brand-alone line is the brand's own model on "
+                 "its own columns (5-fold cross-validation on all its labelled customers, computed locally)."),
+    }
+    top = report.get("top", {})
+    facts = [["customers scored by the joint model", report.get("scored_users")],
+             [f"top {top.get('size', '')} list (customers to target)", top.get("count")]]
+    return {"scoring": [section], "facts": [f for f in facts if f[1] is not None]}
+
+
+def _brand_alone(data):
+    """What the brand achieves with its own columns only: 5-fold cross-validated logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from .data import FeatureEncoder, parse_labels, read_table
+    from .metrics import auc, ks, lift_at
+
+    table = read_table(data.brand, columns=[ID_COLUMN, LABEL_COLUMN])
+    labels = parse_labels(table, LABEL_COLUMN, data.brand)
+    known = ~np.isnan(labels)
+    frame = table[known].reset_index(drop=True)
+    features = FeatureEncoder(data.brand).fit_transform(
+        frame, [c for c in frame.columns if c not in (ID_COLUMN, LABEL_COLUMN)])
+    y = labels[known]
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    score = cross_val_predict(LogisticRegression(max_iter=1000), features, y, cv=folds, method="decision_function")
+    return [{"label": "brand's columns alone", "auc": auc(y, score), "ks": ks(y, score),
+             "lift_at_10pct": lift_at(y, score, 0.10)}]
+
+
+def _segment_headline(summary, run_dir):
+    return f"{summary['released_segments']} personas, {summary['n_iter']} iterations"
+
+
+def _segment_report(run_dir, role, data):
+    """Persona profiles from the party's ``profiles.csv`` (its own means and the peer's released ones)."""
+    profiles = _read_csv(Path(run_dir) / role / "profiles.csv")
+    if profiles is None:
+        return {}
+    released = profiles[profiles["released"].str.lower() == "true"]
+    released = released.iloc[np.argsort(-released["size"].astype(int).to_numpy(), kind="stable")]
+    features = [c for c in profiles.columns if c not in ("segment", "size", "released")]
+    means = released[features].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    scales = _own_scales(run_dir, role, data, features)
+    section = persona_section(
+        "Personas of the customers both know", features, means, released["size"].astype(int).tolist(),
+        scales=scales, held_by=role, labels=[chr(ord("A") + i) for i in range(len(released))],
+        min_size=MIN_SEGMENT_SIZE, suppressed=len(profiles) - len(released),
+        note=f"Federated KMeans on both parties' columns ({PERSONAS} segments). The {role} knows each of its "
+             "segmented customers' persona and, per persona, only the other party's column averages.")
+    return {"personas": [section], "kpis": [[f"{len(released)}", "personas released"]],
+            "facts": [["personas released (segmentation)", f"{len(released)} of {len(profiles)}"]]}
+
+
+def _own_scales(run_dir, role, data, features):
+    """Standard deviation of this party's own numeric columns over the people it segmented."""
+    segments = _read_csv(Path(run_dir) / role / "segments.csv")
+    table = _read_csv(getattr(data, role))
+    if segments is None or table is None:
+        return None
+    rows = table[table[ID_COLUMN].isin(set(segments[ID_COLUMN]))]
+    scales = []
+    for feature in features:
+        owner, _, column = feature.partition(".")
+        if owner == role and "=" not in column and column in rows.columns:
+            scales.append(float(pd.to_numeric(rows[column], errors="coerce").std(ddof=0)))
+        else:
+            scales.append(None)
+    return scales
+
+
+def _read_json(path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+PHASES = (
+    Phase(
+        name="psi",
+        title="Private ID matching",
+        parties=_both_tables,
+        options=lambda small: {"id_column": ID_COLUMN},
+        report=_psi_report,
+        headline=_psi_headline,
+        learned={
+            "brand": ["which of its customers are also the media's, and the size of the media's list."],
+            "media": ["which of its users are also the brand's, and the size of the brand's list."],
+            "coordinator": ["both lists' sizes (rows, distinct, empty, duplicated IDs) and the size of the overlap; "
+                            "the IDs it relayed were blinded with keys it does not hold, or sealed."],
+        },
+    ),
+    Phase(
+        name="lookalike",
+        title="Hidden-seed lookalike",
+        parties=lambda data: {"brand": {"data": str(data.seed)}, "media": {"data": str(data.media)}},
+        options=lambda small: {"id_column": ID_COLUMN, "audience_sizes": LOOKALIKE_AUDIENCES, "random_state": 0},
+        report=_lookalike_report,
+        headline=_lookalike_headline,
+        learned={
+            "brand": ["which positions of the media's (pseudonymous) list match its seed, and over held-out users "
+                      "the AUC and the seed members found per audience size; no media feature, no model, no score "
+                      "of a named user."],
+            "media": ["the size of the seed list (not how many matched); per feature, its sum over the seed members "
+                      "in its training rows and their number (what the model needs); and, to leave them out of the "
+                      "audiences, which of its top-scored users are seed members."],
+            "coordinator": ["sizes (media users, seed IDs, held-out users) and public parameters; every label, "
+                            "aggregate and flag it relayed was encrypted or sealed. Not how many matched."],
+        },
+    ),
+    Phase(
+        name="propensity",
+        title="Joint propensity",
+        parties=_both_tables,
+        options=lambda small: {"id_column": ID_COLUMN, "label_column": LABEL_COLUMN, "top": "10%", "random_state": 0,
+                               **({"epochs": 8} if small else {})},
+        report=_propensity_report,
+        headline=_propensity_headline,
+        learned={
+            "brand": ["the customers both know; its own gradient and weights each epoch; per epoch 64 quantiles of "
+                      "the media's partial scores (their spread, not anyone's score); the rank of each customer it "
+                      "asked to score. No media feature, weight or gradient."],
+            "media": ["the users both know (not which are labelled or still to score) and how many the brand ranks; "
+                      "its own gradient and weights; the scores it ranks, shuffled and rescaled, linked to no user. "
+                      "No label and nothing of the brand's model."],
+            "coordinator": ["sizes, public keys and, per epoch, 64 quantiles of the media's partial scores and two "
+                            "convergence flags; every gradient and score it relayed was encrypted or sealed."],
+        },
+    ),
+    Phase(
+        name="segment",
+        title="Persona segmentation",
+        parties=_both_tables,
+        options=lambda small: {"id_column": ID_COLUMN, "exclude": [LABEL_COLUMN], "k": PERSONAS,
+                               "random_state": 0, "n_init": 2 if small else 4, "max_iter": 20 if small else 40},
+        report=_segment_report,
+        headline=_segment_headline,
+        learned={
+            "brand": ["the persona of each customer both know (after every iteration), and per persona of at least "
+                      f"{MIN_SEGMENT_SIZE} people the average of each media column; no media value of any person."],
+            "media": ["the persona of each user both know (after every iteration), and per persona of at least "
+                      f"{MIN_SEGMENT_SIZE} people the average of each brand column; no brand value of any person."],
+            "coordinator": ["sizes, the sum of each party's feature variances, the final clustering error and, per "
+                            "round, two numbers from each party (how far its part of the centroids moved, its part "
+                            "of the clustering error); every distance, assignment and profile it relayed was "
+                            "encrypted or sealed."],
+        },
+    ),
+)
+"""The demo's story, in order."""
+
+
+def prepare_data(out_dir, small=False):
+    """Copy the shipped files (or, with ``small``, a subset chosen by ``uid``) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for role, name in DATA_FILES.items():
+        source, target = demo_data_dir() / name, out_dir / name
+        if small:
+            frame = pd.read_csv(source, dtype=str, keep_default_na=False)
+            frame[frame[ID_COLUMN].astype(int) % 10 < round(10 * SMALL_SHARE)].to_csv(
+                target, index=False, lineterminator="\n")
+        else:
+            shutil.copyfile(source, target)
+        paths[role] = target
+    return DemoData(**paths)
+
+
+def _table_facts(data):
+    """What each party knows of its own input, before anything is exchanged."""
+    brand = pd.read_csv(data.brand, dtype=str, keep_default_na=False)
+    media = pd.read_csv(data.media, dtype=str, keep_default_na=False)
+    seed = pd.read_csv(data.seed, dtype=str, keep_default_na=False)
+    labelled = brand[LABEL_COLUMN].str.strip() != ""
+    return {
+        "brand": [["brand customers (own file)", len(brand)], ["labelled customers", int(labelled.sum())],
+                  ["customers still to score", int((~labelled).sum())], ["seed list (best customers)", len(seed)]],
+        "media": [["media audience (own file)", len(media)]],
+    }
+
+
+def run_demo(out_dir=DEFAULT_OUT, *, engine="simulation", small=False, overwrite=False, phases=None, options=None,
+             progress=None):
+    """Run the demo story and write its run folders and reports into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Receives ``data/`` (the inputs used), one run folder per phase, ``report/``
+        (``brand.html``, ``media.html`` and their PNG charts) and ``summary.json``.
+        Written all at once, or not at all.
+    engine : {"simulation", "local", "deployment"}
+    small : bool
+        Run on about half of the people, with lighter settings (for tests and slow machines).
+    overwrite : bool
+        Replace ``out_dir`` if it exists.
+    phases : list of str, optional
+        Run only these phases (default: every phase this installation has).
+    options : dict of str to dict, optional
+        Job options that replace the demo's, by phase: ``{"propensity": {"epochs": 5}}``.
+    progress : callable, optional
+        ``progress(event, phase, info)`` with event ``"start"``, ``"done"`` or
+        ``"skip"``; the command line draws progress bars with it.
+
+    Returns
+    -------
+    dict
+        ``phases`` (name → summary, seconds, headline or why it was skipped), ``reports``
+        (role → HTML path, after the output folder was moved into place).
+    """
+    notify = progress or (lambda event, phase, info: None)
+    chosen = [p for p in PHASES if phases is None or p.name in phases]
+    unknown = (set(phases or ()) | set(options or ())) - {p.name for p in PHASES}
+    if unknown:
+        raise FedscoreError(f"unknown demo phase(s): {', '.join(sorted(unknown))} "
+                            f"(phases: {', '.join(p.name for p in PHASES)})")
+    out_dir = Path(out_dir)
+    results = {}
+    with staged_output(out_dir, overwrite=overwrite) as staging:
+        data = prepare_data(staging / "data", small=small)
+        runs = {}
+        for phase in chosen:
+            if not phase.available:
+                results[phase.name] = {"title": phase.title, "skipped": "not in this installation"}
+                notify("skip", phase, results[phase.name])
+                continue
+            notify("start", phase, None)
+            started = time.perf_counter()
+            job_options = {**phase.options(small), **(options or {}).get(phase.name, {})}
+            summary = run_job(phase.name, job_options, phase.parties(data), staging / phase.name, engine=engine)
+            seconds = time.perf_counter() - started
+            runs[phase.name] = staging / phase.name
+            results[phase.name] = {"title": phase.title, "seconds": round(seconds, 2), "summary": summary,
+                                   "headline": _headline(phase, summary, runs[phase.name]),
+                                   "bytes": _ledger_bytes(runs[phase.name])}
+            notify("done", phase, results[phase.name])
+        if not runs:
+            raise FedscoreError("none of the demo's protocols is part of this installation")
+        reports = {role: out_dir / "report" / path.name
+                   for role, path in write_demo_reports(staging, engine=engine, small=small).items()}
+        (staging / "summary.json").write_text(json.dumps(
+            {"engine": engine, "small": small, "phases": results}, indent=2, default=_json_default) + "\n")
+    return {"phases": results, "reports": reports, "out": out_dir}
+
+
+def write_demo_reports(out_dir, *, engine="simulation", small=False):
+    """Write ``report/brand.html`` and ``report/media.html`` from a demo folder's run folders.
+
+    Each party's report reads the runs' shared files, that party's own output folders and
+    its own input file: never the other party's.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        The HTML file of each party.
+    """
+    out_dir = Path(out_dir)
+    data = DemoData(**{role: out_dir / "data" / name for role, name in DATA_FILES.items()})
+    phases = [p for p in PHASES if (out_dir / p.name / "summary.json").is_file()]
+    runs = {p.name: out_dir / p.name for p in phases}
+    facts = _table_facts(data)
+    reports = {}
+    for role in ("brand", "media"):
+        extra = {"facts": facts[role], "kpis": [], "learned": {}, "scoring": [], "personas": []}
+        for phase in phases:
+            for who, statements in phase.learned.items():
+                extra["learned"].setdefault(who, []).extend(f"{phase.name}: {s}" for s in statements)
+            if phase.report is not None:
+                part = phase.report(runs[phase.name], role, data) or {}
+                for key in ("kpis", "facts", "scoring", "personas", "notes"):
+                    extra.setdefault(key, []).extend(part.get(key) or [])
+        extra["notes"] = extra.get("notes", []) + [
+            f"Run with the {engine} engine{' on the small subset' if small else ''}. "
+            "Data: UCI Bank Marketing (Moro, Cortez & Rita 2014), CC BY 4.0."]
+        reports[role] = write_report(runs, out_dir / "report", party=role, title=REPORT_TITLE,
+                                     subtitle=REPORT_SUBTITLE, extra=extra)
+    return reports
+
+
+def _headline(phase, summary, run_dir):
+    if phase.headline is not None:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            return phase.headline(summary, run_dir)
+    return ""
+
+
+def _ledger_bytes(run_dir):
+    path = Path(run_dir) / "ledger.jsonl"
+    if not path.is_file():
+        return None
+    total = 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                total += json.loads(line).get("bytes", 0)
+    return total
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,105 @@
+"""The coordinator: drives a protocol's steps and relays what parties send each other.
+
+This is the one place where messages cross a party boundary: :meth:`Coordinator.exchange`
+records every request it sends and every reply it receives in the ledger before anything
+else sees them. The coordinator holds no decryption key; whatever a party sends to another
+passes through it and therefore must be a ciphertext, blinded identifiers, a masked value,
+a size or an aggregate that the protocol's spec releases.
+"""
+
+import uuid
+from dataclasses import dataclass
+
+from ..errors import PartyError
+from ..ledger import COORDINATOR, Payload
+from ..wire import Message
+
+
+@dataclass(frozen=True)
+class Request:
+    role: str
+    step: str
+    run_id: str
+    seq: int
+    fields: dict
+    payloads: dict
+
+
+@dataclass(frozen=True)
+class Reply:
+    role: str
+    fields: dict = None
+    payloads: dict = None
+    error: str = None
+
+
+class Coordinator:
+    """Send step requests to parties and collect their replies, recording each hop.
+
+    Parameters
+    ----------
+    transport : object
+        Has ``roles`` (the connected parties' roles) and ``exchange(requests, timeout)``
+        returning one :class:`Reply` per request, in order.
+    ledger : fedscore.ledger.Ledger
+    run_id : str, optional
+        Binds every message to this run; parties refuse messages of another run.
+    timeout : float
+        Seconds to wait for a party before the run stops with an error naming it.
+
+    Attributes
+    ----------
+    dropouts : list of dict
+        Parties left out of an ``exchange(..., allow_missing=True)``: role, step,
+        sequence number and the reason (its error or the timeout).
+    """
+
+    def __init__(self, transport, ledger, run_id=None, timeout=600.0):
+        self.transport = transport
+        self.ledger = ledger
+        self.run_id = run_id or uuid.uuid4().hex
+        self.timeout = timeout
+        self.dropouts = []
+        self._seq = 0
+
+    @property
+    def roles(self):
+        return list(self.transport.roles)
+
+    def call(self, role, step, message=None):
+        """Ask one party to run ``step`` on ``message``; return its reply."""
+        return self.exchange({role: (step, message)})[role]
+
+    def exchange(self, requests, allow_missing=False):
+        """Send several requests at once (one round trip); return replies by role.
+
+        Parameters
+        ----------
+        requests : dict of role to (step, Message or None)
+        allow_missing : bool
+            If true, a party that fails or does not answer in time is left out of the
+            result instead of stopping the run, and is recorded in :attr:`dropouts`
+            (protocols that tolerate dropouts decide themselves whether enough answered).
+        """
+        outgoing = []
+        for role, (step, message) in requests.items():
+            encoded, payloads = (message or Message()).encode()
+            self._record(COORDINATOR, role, step, encoded, payloads)
+            outgoing.append(Request(role, step, self.run_id, self._seq, encoded, payloads))
+            self._seq += 1
+        replies = self.transport.exchange(outgoing, timeout=self.timeout)
+        result = {}
+        for request, reply in zip(outgoing, replies):
+            if reply is None or reply.error is not None:
+                reason = reply.error if reply is not None else f"no answer to {request.step!r} within {self.timeout:g} s"
+                if not allow_missing:
+                    raise PartyError(request.role, reason)
+                self.dropouts.append({"role": request.role, "step": request.step, "seq": request.seq, "reason": reason})
+                continue
+            self._record(request.role, COORDINATOR, request.step, reply.fields, reply.payloads)
+            result[request.role] = Message.decode(reply.fields, reply.payloads)
+        return result
+
+    def _record(self, sender, receiver, step, encoded, payloads):
+        fields = {name: (Payload(payloads[name]), len(data)) for name, data in encoded.items()}
+        self.ledger.record(sender=sender, receiver=receiver, step=step, fields=fields)

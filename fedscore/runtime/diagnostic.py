@@ -1,0 +1,72 @@
+"""The ``ping`` job: check that a run's parties are reachable, who they say they are, and ready.
+
+It carries no party data, so it is safe to run against a real deployment before a
+protocol: each party confirms the role the coordinator addressed it by, that its data
+file (if configured) exists and its output folder is writable; then each party's random
+token is relayed to the next party (brand's to media, media's to brand) and echoed back,
+which exercises both directions of the relay through the coordinator. Each party also
+returns its own token from its saved state, which checks that a party's state survives
+between messages (Flower may run every message in a fresh process).
+
+The summary reports each party's fedscore version and the seconds each round trip took,
+which is the per-hop latency of the engine (polling dominates in a deployment).
+"""
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from .. import __version__
+from ..errors import InputError, ProtocolError
+from ..wire import Message, control
+from .party import party_step
+
+TOKEN_BYTES = 16
+"""Size of the random token each party contributes to the relay check."""
+
+
+def run_ping(coordinator, options):
+    """Coordinator side: one round to check every party, one round to relay tokens between them."""
+    roles = coordinator.roles
+    started = time.perf_counter()
+    hello = coordinator.exchange({role: ("runtime.diagnostic.ready", Message(role=control(role))) for role in roles})
+    first = time.perf_counter()
+    tokens = {role: hello[role]["token"] for role in roles}
+    peers = {role: roles[(i + 1) % len(roles)] for i, role in enumerate(roles)}
+    echoed = coordinator.exchange(
+        {role: ("runtime.diagnostic.echo", Message(token=control(tokens[peers[role]]))) for role in roles}
+    )
+    second = time.perf_counter()
+    for role in roles:
+        if echoed[role]["token"] != tokens[peers[role]]:
+            raise ProtocolError(f"party {role!r} echoed a different token than {peers[role]!r} sent")
+        if echoed[role]["own"] != tokens[role]:
+            raise ProtocolError(f"party {role!r} lost its state between messages")
+    return {
+        "job": "ping",
+        "roles": roles,
+        "versions": {role: hello[role]["version"] for role in roles},
+        "round_trip_seconds": [round(first - started, 3), round(second - first, 3)],
+    }
+
+
+@party_step("runtime.diagnostic.ready")
+def ready(party, message):
+    """Party side: confirm the addressed role and the local files, then contribute a token."""
+    if message["role"] != party.role:
+        raise ProtocolError(f"addressed as {message['role']!r} but this node is {party.role!r}")
+    data = party.config.get("data")
+    if data is not None and not Path(data).is_file():
+        raise InputError("data file not found", path=data)
+    out = party.config.get("out")
+    if out is not None and not os.access(out, os.W_OK):
+        raise InputError("output folder is not writable", path=out)
+    party.state["token"] = token = secrets.token_hex(TOKEN_BYTES)
+    return Message(token=control(token), version=control(__version__))
+
+
+@party_step("runtime.diagnostic.echo")
+def echo(party, message):
+    """Party side: send back the peer's token and this party's own token from its state."""
+    return Message(token=control(message["token"]), own=control(party.state["token"]))

@@ -1,0 +1,158 @@
+"""Hidden-seed lookalike: the whole flow (local and Flower simulation), ledger, bad input."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fedscore.audit import audit_ledger, read_transcript
+from fedscore.errors import FedscoreError, InputError
+from fedscore.he.ckks import CKKSContext
+from fedscore.ledger import COORDINATOR, read_ledger
+from fedscore.lookalike import lookalike, parse_audience_sizes
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "protocols" / "lookalike.md"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# What may reach the media or the coordinator: never a label, an ID or a feature value in
+# the clear. Masked values travel sealed (as ciphertext) between the parties.
+MAY_REACH_MEDIA_OR_COORDINATOR = {"ciphertext", "blinded_ids", "public_parameter", "size", "control"}
+
+
+def tables(rows=400, seed_size=60, random_state=0):
+    """A media audience with a signal: seed members have shifted features."""
+    rng = np.random.default_rng(random_state)
+    ids = [f"user{i:05d}@example.com" for i in range(rows)]
+    likeness = rng.random(rows)
+    media = pd.DataFrame({
+        "uid": ids,
+        "visits": rng.poisson(3 + 6 * likeness),
+        "minutes": np.round(rng.gamma(2.0, 10 + 20 * likeness), 1),
+        "device": np.where(rng.random(rows) < 0.3 + 0.4 * likeness, "ios", "android"),
+    })
+    chosen = np.argsort(-(likeness + 0.3 * rng.random(rows)))[:seed_size]
+    # a few seed IDs the media does not know: they must not match
+    seed = pd.DataFrame({"uid": [ids[i].upper() for i in chosen] + [f"other{i}@example.com" for i in range(5)]})
+    return seed, media
+
+
+def check_ledger(out):
+    entries = read_ledger(out / "ledger.jsonl")
+    assert audit_ledger(entries, read_transcript(SPEC)) == []
+    for entry in entries:
+        if entry["receiver"] in ("media", COORDINATOR):
+            for name, field in entry["fields"].items():
+                assert field["payload"] in MAY_REACH_MEDIA_OR_COORDINATOR, (entry["step"], name)
+    return entries
+
+
+@pytest.fixture
+def decryptions(monkeypatch):
+    """Record every raw CKKS decryption and whether it happened inside decrypt_release."""
+    calls = []
+    inside = []
+    original_decrypt, original_release = CKKSContext.decrypt, CKKSContext.decrypt_release
+
+    def decrypt(self, vector):
+        calls.append(bool(inside))
+        return original_decrypt(self, vector)
+
+    def decrypt_release(self, vector, bound, message_bound=None):
+        inside.append(True)
+        try:
+            return original_release(self, vector, bound, message_bound)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(CKKSContext, "decrypt", decrypt)
+    monkeypatch.setattr(CKKSContext, "decrypt_release", decrypt_release)
+    return calls
+
+
+def test_local_ckks_end_to_end(tmp_path, decryptions):
+    seed, media = tables()
+    result = lookalike(seed, media, id_column="uid", out=tmp_path / "run", min_seed=50,
+                       audience_sizes="5%,10%,30", random_state=1)
+    out = tmp_path / "run"
+    report = result.report
+    assert report["matched_seed"] == 60 and report["seed_size"] == 65 and report["media_rows"] == 400
+    assert report["holdout"]["auc"] > 0.7
+    assert [a["size"] for a in report["holdout"]["audiences"]] == ["5pct", "10pct", "30"]
+    assert len(result.scores) == 400 and result.scores["score"].between(0, 1).all()
+    seed_ids = {s.lower() for s in seed["uid"]}
+    assert {k: len(v) for k, v in result.audiences.items()} == {"5pct": 20, "10pct": 40, "30": 30}
+    for audience in result.audiences.values():
+        assert not set(audience["uid"]) & seed_ids  # seed excluded
+        assert audience["score"].is_monotonic_decreasing
+    assert set(result.model) >= {"coef", "intercept", "feature_names", "encoder"}
+    assert {p.name for p in (out / "brand").iterdir()} == {"report.json"}  # aggregates only
+    check_ledger(out)
+    # every CKKS decryption was a flooded release
+    assert decryptions and all(decryptions)
+
+
+@pytest.mark.parametrize("backend", ["ckks", "paillier"])
+def test_flower_simulation(tmp_path, backend):
+    seed, media = tables(rows=240, seed_size=40, random_state=2)
+    result = lookalike(seed, media, id_column="uid", out=tmp_path / "run", backend=backend, min_seed=30,
+                       paillier_key_bits=1024, engine="simulation", exclude_seed=(backend == "ckks"),
+                       random_state=3)
+    assert result.report["holdout"]["auc"] > 0.6
+    assert len(result.scores) == 240
+    entries = check_ledger(tmp_path / "run")
+    steps = {e["step"] for e in entries}
+    assert ("lookalike.release_flags" in steps) == (backend == "ckks")
+
+
+def test_label_dp_reports_epsilon(tmp_path):
+    seed, media = tables()
+    result = lookalike(seed, media, id_column="uid", out=tmp_path / "run", min_seed=50, exclude_seed=False,
+                       label_dp_epsilon=4.0)
+    dp_report = result.report["label_dp"]
+    assert dp_report["epsilon"] == 4.0 and dp_report["noise_std"] > 0
+    assert result.summary["label_dp"]["epsilon"] == 4.0
+    assert [m["l2"] for m in result.report["model_selection"]] == [1e-4]
+
+
+def test_refuses_small_seed_before_sending_anything(tmp_path):
+    seed, media = tables()
+    with pytest.raises(InputError, match="at least 100"):
+        lookalike(seed.head(20), media, id_column="uid", out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_refuses_too_few_matches(tmp_path):
+    seed, media = tables()
+    unmatched = pd.DataFrame({"uid": list(seed["uid"][:10]) + [f"nobody{i}" for i in range(100)]})
+    with pytest.raises(FedscoreError, match="fewer IDs than the minimum"):
+        lookalike(unmatched, media, id_column="uid", out=tmp_path / "run", min_seed=50)
+
+
+def test_refuses_dp_with_seed_exclusion(tmp_path):
+    seed, media = tables()
+    with pytest.raises(InputError, match="include-seed"):
+        lookalike(seed, media, id_column="uid", out=tmp_path / "run", min_seed=50, label_dp_epsilon=1.0)
+
+
+def test_audience_sizes():
+    assert parse_audience_sizes("1%, 5%,2000") == [("1pct", 0.01), ("5pct", 0.05), ("2000", 2000)]
+    for bad in ("0%", "150%", "-3", "ten"):
+        with pytest.raises(InputError):
+            parse_audience_sizes(bad)
+
+
+def test_missing_id_column(tmp_path):
+    seed, media = tables()
+    with pytest.raises(InputError, match="missing column"):
+        lookalike(seed.rename(columns={"uid": "email"}), media, id_column="uid", out=tmp_path / "run")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "public").is_dir(), reason="shared data not available")
+def test_benchmark_smoke(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_lookalike.py"), "--smoke", "--out",
+                    str(tmp_path)], check=True, capture_output=True)
+    assert (tmp_path / "lookalike.json").is_file()

@@ -1,0 +1,147 @@
+"""Joint propensity: the whole flow (local, Flower simulation, deployment), ledger, bad input."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fedscore.audit import audit_ledger, read_transcript
+from fedscore.errors import FedscoreError, InputError
+from fedscore.he.ckks import CKKSContext
+from fedscore.ledger import COORDINATOR, read_ledger
+from fedscore.propensity import parse_top, propensity
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "protocols" / "propensity.md"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# Never a label, an ID, a feature value, a partial logit or a gradient in the clear: what
+# reaches the media or the coordinator is encrypted, sealed, blinded, public or a count.
+# The one aggregate is the media's own quantiles, on their way to the brand.
+MAY_REACH = {"ciphertext", "blinded_ids", "public_parameter", "size", "control"}
+
+pytestmark = pytest.mark.filterwarnings("ignore:1024-bit Paillier key:UserWarning")
+
+
+def tables(matched=240, random_state=0):
+    """Brand and media tables with signal on both sides, partial overlap and users to score."""
+    rng = np.random.default_rng(random_state)
+    n = matched + 60
+    ids = np.array([f"c{i:04d}" for i in range(n)])
+    spend, visits = rng.normal(size=n), rng.normal(size=n)
+    segment = rng.choice(["a", "b", "c"], size=n)
+    clicks = rng.poisson(np.exp(0.5 + 0.4 * rng.normal(size=n)))
+    logit = 1.2 * spend + 1.0 * visits + 0.5 * (segment == "a") - 1.0
+    label = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no").astype(object)
+    label[rng.random(n) < 0.2] = ""  # users to score
+    brand = pd.DataFrame({"uid": ids[:matched + 30], "spend": spend[:matched + 30].round(3),
+                          "segment": segment[:matched + 30], "y": label[:matched + 30]})
+    media_rows = np.r_[np.arange(matched), np.arange(matched + 30, n)]
+    media = pd.DataFrame({"uid": ids[media_rows], "visits": visits[media_rows].round(3),
+                          "clicks": clicks[media_rows]})
+    return brand, media
+
+
+def check_ledger(out):
+    entries = read_ledger(out / "ledger.jsonl")
+    assert audit_ledger(entries, read_transcript(SPEC)) == []
+    for entry in entries:
+        for name, field in entry["fields"].items():
+            if entry["receiver"] == "media" or (entry["receiver"] == COORDINATOR and name != "quantiles"):
+                assert field["payload"] in MAY_REACH, (entry["step"], entry["receiver"], name)
+    return entries
+
+
+def test_local_ckks_end_to_end(tmp_path, monkeypatch):
+    calls, inside = [], []
+    decrypt, release = CKKSContext.decrypt, CKKSContext.decrypt_release
+
+    def spy_decrypt(self, vector):
+        calls.append(bool(inside))
+        return decrypt(self, vector)
+
+    def spy_release(self, vector, bound, message_bound=None):
+        inside.append(True)
+        try:
+            return release(self, vector, bound, message_bound)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(CKKSContext, "decrypt", spy_decrypt)
+    monkeypatch.setattr(CKKSContext, "decrypt_release", spy_release)
+    brand, media = tables()
+    result = propensity(brand, media, id_column="uid", label_column="y", out=tmp_path / "run", epochs=8,
+                        top="20%", random_state=0, paillier_key_bits=1024)
+    report = result.report
+    assert report["matched_users"] == 240
+    assert report["validation"]["auc"] > 0.7
+    to_score = set(brand.loc[brand["y"] == "", "uid"]) & set(media["uid"])
+    assert set(result.scores["uid"]) == to_score  # every unlabelled matched user, nobody else
+    assert result.scores["score"].between(0, 1).all() and result.scores["score"].is_monotonic_decreasing
+    assert len(result.top) == round(0.2 * len(to_score))
+    assert "intercept" in result.brand_model and len(result.brand_model["coef"]) == 4  # spend + 3 segments
+    assert len(result.media_model["coef"]) == 2 and "intercept" not in result.media_model
+    check_ledger(tmp_path / "run")
+    assert calls and all(calls)  # every CKKS decryption was a flooded release
+
+
+def test_exact_scores_are_probabilities(tmp_path):
+    brand, media = tables(random_state=1)
+    result = propensity(brand, media, id_column="uid", label_column="y", out=tmp_path / "run", epochs=4,
+                        exact_scores=True, paillier_key_bits=1024)
+    assert result.scores["score"].between(0, 1).all()
+    assert result.scores["score"].nunique() > 10
+    assert result.summary["exact_scores"] is True
+
+
+@pytest.mark.parametrize("backend", ["ckks", "paillier"])
+def test_flower_simulation(tmp_path, backend):
+    brand, media = tables(matched=150, random_state=2)
+    result = propensity(brand, media, id_column="uid", label_column="y", out=tmp_path / "run", epochs=3,
+                        backend=backend, paillier_key_bits=1024, engine="simulation", random_state=0)
+    assert result.report["validation"]["auc"] > 0.6
+    check_ledger(tmp_path / "run")
+
+
+@pytest.mark.skipif(not os.environ.get("FEDSCORE_DEPLOYMENT_TESTS"),
+                    reason="a real SuperLink + SuperNodes run takes minutes (3-6 s per hop): "
+                           "set FEDSCORE_DEPLOYMENT_TESTS=1")
+def test_deployment(tmp_path):
+    brand, media = tables(matched=120, random_state=3)
+    result = propensity(brand, media, id_column="uid", label_column="y", out=tmp_path / "run", epochs=1,
+                        paillier_key_bits=1024, engine="deployment", random_state=0)
+    assert result.report["validation"]["users"] > 0
+    check_ledger(tmp_path / "run")
+
+
+def test_refuses_missing_label_column(tmp_path):
+    brand, media = tables()
+    with pytest.raises(FedscoreError, match="missing column"):
+        propensity(brand.drop(columns="y"), media, id_column="uid", label_column="y", out=tmp_path / "run")
+
+
+def test_refuses_one_class(tmp_path):
+    brand, media = tables()
+    brand["y"] = np.where(brand["y"] == "", "", "no")
+    with pytest.raises(FedscoreError, match="need both 1 and 0"):
+        propensity(brand, media, id_column="uid", label_column="y", out=tmp_path / "run")
+
+
+def test_options():
+    assert parse_top("10%") == ("fraction", 0.1) and parse_top("250") == ("count", 250)
+    for bad in ("0%", "x", "-1"):
+        with pytest.raises(InputError):
+            parse_top(bad)
+    with pytest.raises(InputError, match="backend"):
+        propensity("a.csv", "b.csv", id_column="uid", label_column="y", out="never", backend="rsa")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fate").is_dir(), reason="shared data not available")
+def test_benchmark_smoke(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_propensity.py"), "--smoke", "--out",
+                    str(tmp_path)], check=True, capture_output=True)
+    assert (tmp_path / "propensity.json").is_file()

@@ -1,0 +1,282 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from fedscore import psi
+from fedscore.audit import audit_ledger, read_transcript
+from fedscore.channel import PeerChannel, new_keypair
+from fedscore.cli import main
+from fedscore.errors import CryptoError, InputError, PartyError, ProtocolError
+from fedscore.ids import normalise
+from fedscore.ledger import COORDINATOR, Ledger, read_ledger
+from fedscore.runtime import Coordinator, LocalTransport
+from fedscore.runtime.runner import run_job
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "protocols" / "psi.md"
+
+
+def write_ids(path, ids, column="id"):
+    pd.DataFrame({column: ids, "value": range(len(ids))}).to_csv(path, index=False)
+    return path
+
+
+class RecordingTransport(LocalTransport):
+    """The local transport, keeping every encoded field that crossed a party boundary."""
+
+    def __init__(self, party_configs):
+        super().__init__(party_configs)
+        self.crossed = []
+
+    def exchange(self, requests, timeout=None):
+        replies = super().exchange(requests, timeout)
+        for request, reply in zip(requests, replies):
+            self.crossed += list(request.fields.values()) + list((reply.fields or {}).values())
+        return replies
+
+
+def run_local(tmp_path, brand_ids, media_ids, **options):
+    """Run PSI in this process; return (summary, transport, ledger entries)."""
+    configs = {"brand": {"data": str(write_ids(tmp_path / "brand.csv", brand_ids)), "out": str(tmp_path)},
+               "media": {"data": str(write_ids(tmp_path / "media.csv", media_ids)), "out": str(tmp_path)}}
+    transport = RecordingTransport(configs)
+    ledger = Ledger()
+    summary = psi.intersect(Coordinator(transport, ledger), **options)
+    return summary, transport, ledger.entries
+
+
+def state(transport, role):
+    return transport.parties[role].state
+
+
+def test_both_mode_finds_a_partial_overlap_in_one_shared_order(tmp_path):
+    brand = [f"user{i}@example.com" for i in range(0, 300)]
+    media = [f"user{i}@example.com" for i in range(200, 600)][::-1]
+    summary, transport, _ = run_local(tmp_path, brand, media)
+    assert summary["intersection"] == 100
+    assert summary["brand"] == {"rows": 300, "unique": 300, "empty": 0, "duplicates": 0}
+    b, m = state(transport, "brand")["psi"], state(transport, "media")["psi"]
+    assert list(b["ids"]) == list(m["ids"])  # the same IDs, row by row
+    assert set(b["ids"]) == {f"user{i}@example.com" for i in range(200, 300)}
+    assert [brand[r] for r in b["rows"]] == list(b["ids"])
+    assert [media[r] for r in m["rows"]] == list(m["ids"])
+    assert (b["size"], b["peer_size"], m["size"], m["peer_size"]) == (300, 400, 400, 300)
+    assert "_psi" not in state(transport, "brand") and "_psi" not in state(transport, "media")
+
+
+def test_duplicates_empty_ids_and_normalisation(tmp_path):
+    brand = ["Ana@Mail.com", "", "ana@mail.com ", "+1 (555) 010-9999", "5F4DCC3B5AA765D61D8327DEB882CF99",
+             "CUST-1", "bob@x.org"]
+    media = ["15550109999", " ANA@MAIL.COM", "5f4dcc3b5aa765d61d8327deb882cf99", "cust-1", "   ", "zed@x.org",
+             "15550109999"]
+    summary, transport, _ = run_local(tmp_path, brand, media)
+    assert summary["brand"] == {"rows": 7, "unique": 5, "empty": 1, "duplicates": 1}
+    assert summary["media"] == {"rows": 7, "unique": 5, "empty": 1, "duplicates": 1}
+    assert summary["intersection"] == 3  # "CUST-1" and "cust-1" are other text: case matters
+    b, m = state(transport, "brand")["psi"], state(transport, "media")["psi"]
+    assert list(normalise(b["ids"])[0]) == list(normalise(m["ids"])[0])
+    assert set(b["ids"]) == {"Ana@Mail.com", "+1 (555) 010-9999", "5F4DCC3B5AA765D61D8327DEB882CF99"}
+    assert sorted(b["rows"]) == [0, 3, 4]  # the first row of a duplicated ID
+    assert sorted(m["rows"]) == [0, 1, 2]
+
+
+def test_empty_intersection(tmp_path):
+    summary, transport, _ = run_local(tmp_path, ["a@x.com", "b@x.com"], ["c@x.com"])
+    assert summary["intersection"] == 0
+    for role in ("brand", "media"):
+        assert len(state(transport, role)["psi"]["ids"]) == 0
+
+
+def test_labelled_mode_gives_the_brand_flags_in_the_media_row_order(tmp_path):
+    media = ["m1", "B2", "m3", "", "b4", "m5", "B2"]
+    brand = ["b4", "x9", "b2", "B2"]
+    summary, transport, entries = run_local(tmp_path, brand, media, mode="labelled")
+    assert "intersection" not in summary
+    b, m = state(transport, "brand")["psi"], state(transport, "media")["psi"]
+    # media PSI order: its distinct non-empty IDs in order of first appearance
+    assert list(m["rows"]) == [0, 1, 2, 4, 5]
+    assert list(b["flags"]) == [False, True, False, True, False]
+    assert list(b["brand_rows"]) == [-1, 3, -1, 0, -1]  # "b2" is other text than "B2"
+    assert (b["matched"], b["size"], b["peer_size"]) == (2, 4, 5)
+    assert set(m) == {"mode", "rows", "size", "peer_size"} and m["peer_size"] == 4
+    # the media gets no double-blinded value of its own IDs and no count: nothing after psi.blind_peer
+    to_media = [e for e in entries if e["receiver"] == "media"]
+    assert [e["step"] for e in to_media] == ["psi.blind_own", "psi.blind_peer"]
+    replies = [e for e in entries if e["receiver"] == COORDINATOR]
+    assert all("matched" not in e["fields"] for e in replies)
+
+
+def test_nothing_that_crosses_a_party_boundary_holds_an_id(tmp_path):
+    brand = [f"Person{i}@Example.com" for i in range(50)] + ["+44 20 7946 0958"]
+    media = [f"person{i}@example.com" for i in range(25, 80)] + ["442079460958"]
+    for mode in psi.MODES:
+        _, transport, entries = run_local(tmp_path, brand, media, mode=mode)
+        crossed, ledger = b"".join(transport.crossed), json.dumps(entries)
+        for value in {*brand, *media, *normalise(brand)[0], *normalise(media)[0]}:
+            assert value.encode() not in crossed and value not in ledger
+        assert audit_ledger(entries, read_transcript(SPEC)) == []
+        # the double-blinded sets reach the coordinator only sealed
+        payloads = {(e["step"], name): f["payload"] for e in entries for name, f in e["fields"].items()}
+        assert payloads[("psi.blind_peer", "sealed")] == "ciphertext"
+        assert payloads[("psi.match", "sealed")] == "ciphertext"
+
+
+def test_psi_job_writes_files_ledger_and_summary(tmp_path):
+    brand = write_ids(tmp_path / "b.csv", ["Ana@Mail.com", "bob@x.org", "eve@x.org"], column="ID")
+    media = write_ids(tmp_path / "m.csv", ["EVE@x.org", "ana@mail.com", "zed@x.org"], column="ID")
+    out = tmp_path / "out"
+    summary = run_job("psi", {"id_column": "ID"}, {"brand": {"data": str(brand)}, "media": {"data": str(media)}}, out)
+    assert summary["intersection"] == 2
+    b = pd.read_csv(out / "brand" / "intersection.csv")
+    m = pd.read_csv(out / "media" / "intersection.csv")
+    assert list(b.columns) == ["ID"] and len(b) == 2
+    assert list(normalise(b["ID"])[0]) == list(normalise(m["ID"])[0])
+    assert json.loads((out / "brand" / "psi_report.json").read_text())["ids"]["kinds"] == {"email": 3}
+    assert audit_ledger(read_ledger(out / "ledger.jsonl"), read_transcript(SPEC)) == []
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_minimum_intersection_stops_the_run(tmp_path):
+    with pytest.raises(PartyError, match="only 1 IDs matched; at least 5 are needed"):
+        run_local(tmp_path, ["a", "b"], ["a", "c"], min_intersection=5)
+    with pytest.raises(PartyError, match="fewer IDs than the minimum matched") as info:
+        run_local(tmp_path, ["a", "b"], ["a", "c"], mode="labelled", min_intersection=5)
+    assert "1" not in str(info.value).split("minimum")[1].split("at least")[0]
+
+
+def test_unknown_mode_is_refused(tmp_path):
+    with pytest.raises(InputError, match="PSI mode must be one of both, labelled"):
+        run_local(tmp_path, ["a"], ["a"], mode="all")
+
+
+# --- the group ----------------------------------------------------------------------------
+
+def on_curve(point):
+    u = int.from_bytes(point, "little")
+    return pow(u * (u * (u + psi.MONTGOMERY_A) + 1), (psi.FIELD_PRIME - 1) // 2, psi.FIELD_PRIME) == 1
+
+
+def test_blinding_commutes_and_stays_on_the_curve():
+    ids = np.array(["a@x.com", "b@x.com", "555"], dtype=object)
+    a, b = os.urandom(32), os.urandom(32)
+    by_a = psi._hash_and_blind(ids, a, psi.hash_domain("run"))
+    by_b = psi._hash_and_blind(ids, b, psi.hash_domain("run"))
+    assert all(on_curve(p.tobytes()) for p in by_a)
+    np.testing.assert_array_equal(psi._blind_received(by_a, b), psi._blind_received(by_b, a))
+    assert len({p.tobytes() for p in by_a}) == 3
+
+
+def test_parallel_blinding_matches_sequential(monkeypatch):
+    ids = np.array([f"id{i}" for i in range(psi.PARALLEL_MIN_ITEMS + 10)], dtype=object)
+    key, domain = os.urandom(32), psi.hash_domain("run")
+    parallel = psi._in_parallel(psi._hash_and_blind, ids, key, domain)
+    monkeypatch.setattr(psi, "WORKERS", 1)
+    np.testing.assert_array_equal(parallel, psi._in_parallel(psi._hash_and_blind, ids, key, domain))
+
+
+def test_the_hash_is_separated_per_run():
+    ids, key = np.array(["a@x.com"], dtype=object), os.urandom(32)
+    assert not np.array_equal(psi._hash_and_blind(ids, key, psi.hash_domain("run-1")),
+                              psi._hash_and_blind(ids, key, psi.hash_domain("run-2")))
+
+
+def point(u):
+    return np.frombuffer(u.to_bytes(32, "little"), dtype=np.uint8).reshape(1, 32)
+
+
+def test_received_values_are_validated():
+    good = psi._hash_and_blind(np.array(["x"], dtype=object), os.urandom(32), b"d")
+    psi._check_points(good, "points", expected=1)
+    for bad, match in [(point(0), "not a canonical"), (point(psi.FIELD_PRIME), "not a canonical"),
+                       (point(2**255 - 1), "not a canonical"), (np.zeros((1, 31), np.uint8), r"\(n, 32\) array"),
+                       (good.astype(np.int16), r"\(n, 32\) array"), ([1, 2], r"\(n, 32\) array")]:
+        with pytest.raises(ProtocolError, match=match):
+            psi._check_points(bad, "points")
+    with pytest.raises(ProtocolError, match="holds 1 values, expected 2"):
+        psi._check_points(good, "points", expected=2)
+    twist = next(u for u in range(2, 100) if not on_curve(u.to_bytes(32, "little")))
+    with pytest.raises(ProtocolError, match="not a point of the curve"):
+        psi._blind_received(point(twist), os.urandom(32))
+    small_order = next(u for u in (1, psi.FIELD_PRIME - 1) if on_curve(u.to_bytes(32, "little")))
+    with pytest.raises(ProtocolError, match="small order"):
+        psi._blind_received(point(small_order), os.urandom(32))
+
+
+# --- the sealed channel -----------------------------------------------------------------
+
+def test_channel_binds_run_direction_and_label():
+    brand_sk, brand_pk = new_keypair()
+    media_sk, media_pk = new_keypair()
+    at_brand = PeerChannel(brand_sk, media_pk, own_role="brand", peer_role="media", run_id="r1")
+    at_media = PeerChannel(media_sk, brand_pk, own_role="media", peer_role="brand", run_id="r1")
+    sealed = at_brand.seal(b"double-blinded", "psi")
+    assert at_media.open(sealed, "psi") == b"double-blinded"
+    other_run = PeerChannel(media_sk, brand_pk, own_role="media", peer_role="brand", run_id="r2")
+    for opener, label, data in [(at_media, "other", sealed), (other_run, "psi", sealed),
+                                (at_brand, "psi", sealed),  # reflected back to its sender
+                                (at_media, "psi", sealed[:-1] + bytes([sealed[-1] ^ 1]))]:
+        with pytest.raises(CryptoError, match="failed authentication"):
+            opener.open(data, label)
+    with pytest.raises(CryptoError, match="small-order"):
+        PeerChannel(brand_sk, bytes(32), own_role="brand", peer_role="media", run_id="r1")
+
+
+# --- command line, simulation and benchmark -----------------------------------------------
+
+def test_cli_writes_both_intersections(tmp_path):
+    brand = write_ids(tmp_path / "a.csv", ["Ana@Mail.com", "", "bob@x.org", "bob@x.org"], column="ID")
+    media = write_ids(tmp_path / "b.csv", ["ana@mail.com", "carl@x.org"], column="ID")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["psi", "--brand", str(brand), "--media", str(media), "--id-column", "ID",
+                                       "--out", str(out), "--engine", "local"])
+    assert result.exit_code == 0, result.output
+    assert "1 matched" in result.output and "brand: 1 empty, 1 duplicated" in result.output
+    assert pd.read_csv(out / "brand" / "intersection.csv")["ID"].tolist() == ["Ana@Mail.com"]
+    assert pd.read_csv(out / "media" / "intersection.csv")["ID"].tolist() == ["ana@mail.com"]
+    assert (out / "ledger.jsonl").is_file()
+
+
+def test_cli_labelled_mode_and_errors(tmp_path):
+    brand = write_ids(tmp_path / "a.csv", ["b4", "x9"])
+    media = write_ids(tmp_path / "b.csv", ["m1", "b4", "m3"])
+    out = tmp_path / "out"
+    args = ["psi", "--brand", str(brand), "--media", str(media), "--out", str(out), "--engine", "local"]
+    result = CliRunner().invoke(main, args + ["--mode", "labelled"])
+    assert result.exit_code == 0, result.output
+    flags = pd.read_csv(out / "brand" / "match_flags.csv", keep_default_na=False)
+    assert flags["matched"].tolist() == [0, 1, 0] and flags["id"].tolist() == ["", "b4", ""]
+    assert not (out / "media" / "intersection.csv").exists()
+    result = CliRunner().invoke(main, args + ["--overwrite", "--id-column", "email"])
+    assert result.exit_code == 1 and "column 'email': missing column" in result.output
+    result = CliRunner().invoke(main, ["psi", "--brand", str(tmp_path / "nope.csv"), "--media", str(media),
+                                       "--out", str(out)])
+    assert result.exit_code == 1 and "nope.csv: file not found" in result.output
+
+
+def test_psi_over_flower_simulation(tmp_path):
+    brand = write_ids(tmp_path / "a.csv", [f"u{i}@x.com" for i in range(40)])
+    media = write_ids(tmp_path / "b.csv", [f"U{i}@X.COM" for i in range(30, 90)])
+    out = tmp_path / "out"
+    summary = run_job("psi", {}, {"brand": {"data": str(brand)}, "media": {"data": str(media)}}, out,
+                      engine="simulation")
+    assert summary["intersection"] == 10
+    b = pd.read_csv(out / "brand" / "intersection.csv")["id"]
+    m = pd.read_csv(out / "media" / "intersection.csv")["id"]
+    assert list(b.str.lower()) == list(m.str.lower())
+    assert audit_ledger(read_ledger(out / "ledger.jsonl"), read_transcript(SPEC)) == []
+
+
+def test_benchmark_smoke(tmp_path):
+    script = ROOT / "benchmarks" / "bench_psi.py"
+    result = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    table = json.loads((tmp_path / "psi.json").read_text())["tables"][0]
+    assert table["rows"][0][:3] == [200, 200, 100]
