@@ -42,19 +42,43 @@ def read_table(path, *, columns=None):
         raise InputError("file is empty", path=path)
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(path).astype(str)
+            # Nulls become empty cells, as in a CSV, so they are reported as empty, never matched as "nan".
+            frame = pd.read_parquet(path).astype("string").fillna("").astype(object)
         else:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            # Blank lines are kept: in a one-column file they are empty IDs to report, and
+            # dropping them would shift every later row number in error messages.
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                                skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"cannot be read as a table ({first_line})", path=path) from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    frame = _drop_trailing_blank_rows(frame)
     if len(frame) == 0:
         raise InputError("file has a header but no rows", path=path)
     for column in columns or ():
         if column not in frame.columns:
             raise InputError(f"missing column (columns are: {', '.join(frame.columns)})", path=path, column=column)
     return frame
+
+
+def as_table_file(table, path):
+    """Return a path for ``table``: itself if it is one, else the data frame written as CSV to ``path``.
+
+    The Python API accepts data frames as well as files; parties read files, so a frame
+    is written once to a folder of the caller's (never shared) before the run.
+    """
+    if isinstance(table, pd.DataFrame):
+        table.to_csv(path, index=False)
+        return Path(path)
+    return Path(table).resolve()
+
+
+def _drop_trailing_blank_rows(frame):
+    """Drop wholly empty rows at the end of a file (stray newlines); blank rows inside it stay."""
+    filled = (frame != "").any(axis=1).to_numpy()
+    last = np.flatnonzero(filled)
+    return frame.iloc[: last[-1] + 1 if len(last) else 0]
 
 
 def validate_ids(frame, id_column, path, *, allow_duplicates=False, allow_empty=False):

@@ -46,7 +46,9 @@ and are deleted by each party's last PSI step.
 import hashlib
 import json
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import gmpy2
@@ -57,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from .channel import PeerChannel, new_keypair
-from .data import read_table
+from .data import as_table_file, read_table
 from .errors import InputError, ProtocolError
 from .ids import prepare_ids
 from .runtime import party_step
@@ -395,3 +397,77 @@ def _write_outputs(party, scratch, result, tables=None):
         table.to_csv(out / name, index=False)
     report = {"ids": scratch["report"], "peer_set_size": scratch["peer_size"], **result}
     (out / "psi_report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+# --- Library entry point ----------------------------------------------------------------
+
+@dataclass
+class PSIResult:
+    """What a PSI run produced, read back from its output folder.
+
+    Attributes
+    ----------
+    out : Path
+    summary : dict
+        The job's public summary: mode, each party's ID counts and, in ``both`` mode,
+        the intersection size.
+    brand : pandas.DataFrame
+        ``both``: the matched IDs as the brand spells them, in the shared order.
+        ``labelled``: the brand's match flags over the media's PSI order.
+    media : pandas.DataFrame or None
+        ``both``: the matched IDs as the media spells them, in the same order.
+        ``labelled``: None (the media learns no match).
+    """
+
+    out: Path
+    summary: dict
+    brand: pd.DataFrame
+    media: pd.DataFrame | None
+
+
+def psi(brand, media, *, id_column, out, mode="both", id_kind="auto", min_intersection=0,
+        engine="local", overwrite=False, timeout=600.0):
+    """Match the brand's and the media's IDs without either seeing the other's other IDs.
+
+    Parameters
+    ----------
+    brand, media : path or pandas.DataFrame
+        Each party's table; only ``id_column`` is read.
+    id_column : str
+    out : path
+        Output folder (``brand/``, ``media/``, ``ledger.jsonl``, ``summary.json``),
+        written atomically.
+    mode : {"both", "labelled"}
+    id_kind : {"auto", "email", "phone", "hashed", "text"}
+    min_intersection : int
+        Fewer matched IDs than this stops the run with an error.
+    engine : {"local", "simulation", "deployment"}
+    overwrite : bool
+    timeout : float
+        Seconds to wait for a party's reply before the run stops naming it.
+
+    Returns
+    -------
+    PSIResult
+
+    Examples
+    --------
+    >>> result = psi("brand.csv", "media.csv", id_column="email", out="run")  # doctest: +SKIP
+    >>> result.summary["intersection"]  # doctest: +SKIP
+    3000
+    """
+    from .runtime.runner import run_job
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="fedscore-psi-") as tmp:
+        parties = {BRAND: {"data": str(as_table_file(brand, Path(tmp) / "brand.csv"))},
+                   MEDIA: {"data": str(as_table_file(media, Path(tmp) / "media.csv"))}}
+        options = {"mode": mode, "id_column": id_column, "id_kind": id_kind,
+                   "min_intersection": int(min_intersection)}
+        summary = run_job("psi", options, parties, out, engine=engine, overwrite=overwrite, timeout=timeout)
+    if mode == "both":
+        brand_ids, media_ids = (pd.read_csv(out / role / "intersection.csv", dtype=str, keep_default_na=False)
+                                for role in (BRAND, MEDIA))
+        return PSIResult(out=out, summary=summary, brand=brand_ids, media=media_ids)
+    flags = pd.read_csv(out / BRAND / "match_flags.csv", dtype={id_column: str}, keep_default_na=False)
+    return PSIResult(out=out, summary=summary, brand=flags, media=None)

@@ -84,3 +84,22 @@ def test_loading_arbitrary_text_gives_input_error_or_a_table(tmp_path, text):
         load_party_table(path, "id")
     except InputError as exc:
         assert "\n" not in str(exc)
+
+
+def test_blank_lines_inside_a_file_are_empty_ids_and_keep_row_numbers(tmp_path):
+    path = write(tmp_path, "id\na\n\nb\n\n\n")
+    frame = read_table(path)
+    assert list(frame["id"]) == ["a", "", "b"]  # trailing blank lines are dropped, inner ones kept
+    with pytest.raises(InputError, match="row 3: empty ID"):
+        validate_ids(frame, "id", path)
+
+
+def test_parquet_nulls_are_empty_cells_not_the_text_nan(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"id": ["x", None, "y"], "v": [1.0, None, 2.0]}).to_parquet(path)
+    frame = read_table(path)
+    assert list(frame["id"]) == ["x", "", "y"] and list(frame["v"]) == ["1.0", "", "2.0"]
+    with pytest.raises(InputError, match="row 3: empty ID"):
+        validate_ids(frame, "id", path)

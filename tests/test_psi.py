@@ -1,3 +1,4 @@
+import importlib
 import json
 import os
 import subprocess
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fedscore import psi
+import fedscore
 from fedscore.audit import audit_ledger, read_transcript
 from fedscore.channel import PeerChannel, new_keypair
 from fedscore.cli import main
@@ -18,6 +19,8 @@ from fedscore.ids import normalise
 from fedscore.ledger import COORDINATOR, Ledger, read_ledger
 from fedscore.runtime import Coordinator, LocalTransport
 from fedscore.runtime.runner import run_job
+
+psi = importlib.import_module("fedscore.psi")  # the module; fedscore.psi is the API function
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "protocols" / "psi.md"
@@ -260,6 +263,29 @@ def test_cli_labelled_mode_and_errors(tmp_path):
     assert result.exit_code == 1 and "nope.csv: file not found" in result.output
 
 
+def test_python_api_takes_frames_and_mirrors_the_command(tmp_path):
+    brand = pd.DataFrame({"email": ["Ana@Mail.com", "bob@x.org", "eve@x.org"]})
+    media = pd.DataFrame({"email": ["eve@x.org ", "ana@mail.com", "zed@x.org"], "clicks": [1, 2, 3]})
+    result = fedscore.psi(brand, media, id_column="email", out=tmp_path / "both")
+    assert result.summary["intersection"] == 2
+    assert result.brand["email"].str.lower().tolist() == result.media["email"].str.strip().str.lower().tolist()
+    labelled = fedscore.psi(brand, media, id_column="email", out=tmp_path / "labelled", mode="labelled")
+    assert labelled.media is None and labelled.brand["matched"].tolist() == [1, 1, 0]
+    with pytest.raises(PartyError, match="only 2 IDs matched; at least 3 are needed"):
+        fedscore.psi(brand, media, id_column="email", out=tmp_path / "small", min_intersection=3)
+    assert not (tmp_path / "small").exists()
+
+
+def test_cli_minimum_intersection_refuses_and_writes_nothing(tmp_path):
+    brand = write_ids(tmp_path / "a.csv", ["a", "b", "c"])
+    media = write_ids(tmp_path / "b.csv", ["c", "d"])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["psi", "--brand", str(brand), "--media", str(media), "--out", str(out),
+                                       "--engine", "local", "--min-intersection", "2"])
+    assert result.exit_code == 1 and "only 1 IDs matched; at least 2 are needed" in result.output
+    assert not out.exists()
+
+
 def test_psi_over_flower_simulation(tmp_path):
     brand = write_ids(tmp_path / "a.csv", [f"u{i}@x.com" for i in range(40)])
     media = write_ids(tmp_path / "b.csv", [f"U{i}@X.COM" for i in range(30, 90)])
@@ -280,3 +306,17 @@ def test_benchmark_smoke(tmp_path):
     assert result.returncode == 0, result.stderr
     table = json.loads((tmp_path / "psi.json").read_text())["tables"][0]
     assert table["rows"][0][:3] == [200, 200, 100]
+
+
+def test_cli_psi_over_a_real_superlink_with_tls_and_node_authentication(tmp_path, monkeypatch):
+    """``fedscore psi --deployment``: a real SuperLink and two SuperNodes on loopback."""
+    monkeypatch.setenv("FLWR_TELEMETRY_ENABLED", "0")
+    brand = write_ids(tmp_path / "a.csv", [f"u{i}@x.com" for i in range(40)])
+    media = write_ids(tmp_path / "b.csv", [f"U{i}@X.COM" for i in range(30, 90)])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["psi", "--brand", str(brand), "--media", str(media), "--out", str(out),
+                                       "--deployment", "--timeout", "120"])
+    assert result.exit_code == 0, result.output
+    assert "10 matched" in result.output
+    assert len(pd.read_csv(out / "media" / "intersection.csv")) == 10
+    assert audit_ledger(read_ledger(out / "ledger.jsonl"), read_transcript(SPEC)) == []

@@ -42,10 +42,14 @@ def test_ledger_records_every_hop_with_categories_and_sizes_never_values(tmp_pat
 
 
 def test_a_failing_party_is_a_party_error_naming_it(tmp_path):
-    coordinator, _ = _coordinator(tmp_path, {"brand": {}, "media": {"fail": True}})
+    coordinator, ledger = _coordinator(tmp_path, {"brand": {}, "media": {"fail": True}})
     with pytest.raises(PartyError, match=r"party 'media' failed: seed.csv: cannot read the seed list") as info:
         coordinator.exchange({role: ("tests.local.seal", Message(salt=control("x"))) for role in coordinator.roles})
     assert info.value.role == "media"
+    # The error reply crossed the boundary too: it is in the ledger, as a control message of its size.
+    error_entry = next(e for e in ledger.entries if e["sender"] == "media")
+    assert error_entry["fields"] == {"error": {"payload": "control",
+                                               "bytes": len("seed.csv: cannot read the seed list")}}
 
 
 def test_an_unknown_step_is_refused_by_the_party(tmp_path):

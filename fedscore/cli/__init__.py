@@ -53,6 +53,15 @@ def engine_options(func):
     return func
 
 
+def timeout_option(func):
+    """``--timeout``: how long the coordinator waits for a party before the run stops, naming it."""
+    return click.option(
+        "--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+        help="Seconds to wait for a party's answer; a party that does not answer in time (or whose "
+             "process died) stops the run with an error naming it, and nothing is written.",
+    )(func)
+
+
 def chosen_engine(engine, deployment):
     return "deployment" if deployment else engine
 

@@ -6,9 +6,8 @@ import click
 
 from ..errors import InputError
 from ..ids import ID_KINDS
-from ..psi import MODES
-from ..runtime.runner import run_job
-from . import chosen_engine, engine_options, main
+from ..psi import MODES, psi as run_psi
+from . import chosen_engine, engine_options, main, timeout_option
 
 
 @main.command("psi")
@@ -26,8 +25,12 @@ from . import chosen_engine, engine_options, main
 @click.option("--id-kind", type=click.Choice(ID_KINDS), default="auto", show_default=True,
               help="How IDs are normalised: e-mails trimmed and lower-cased, phone numbers to digits, hex hashes "
                    "lower-cased, other text trimmed. auto picks the rule by each value's shape.")
+@click.option("--min-intersection", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Stop with an error when fewer IDs than this match (clean rooms commonly ask for 100 or more).")
 @engine_options
-def psi(brand_path, media_path, id_column, out, mode, id_kind, overwrite, engine, deployment):
+@timeout_option
+def psi(brand_path, media_path, id_column, out, mode, id_kind, min_intersection, overwrite, engine, deployment,
+        timeout):
     """Private set intersection of the brand's and the media's ID columns.
 
     Writes DIR/brand/intersection.csv and DIR/media/intersection.csv (mode both: the
@@ -38,10 +41,10 @@ def psi(brand_path, media_path, id_column, out, mode, id_kind, overwrite, engine
     for path in (brand_path, media_path):
         if not path.is_file():
             raise InputError("file not found", path=path)
-    parties = {"brand": {"data": str(brand_path.resolve())}, "media": {"data": str(media_path.resolve())}}
-    options = {"mode": mode, "id_column": id_column, "id_kind": id_kind}
-    summary = run_job("psi", options, parties, out, engine=chosen_engine(engine, deployment), overwrite=overwrite)
-    click.echo(_one_line(summary, out))
+    result = run_psi(brand_path, media_path, id_column=id_column, out=out, mode=mode, id_kind=id_kind,
+                     min_intersection=min_intersection, engine=chosen_engine(engine, deployment),
+                     overwrite=overwrite, timeout=timeout)
+    click.echo(_one_line(result.summary, out))
 
 
 def _one_line(summary, out):

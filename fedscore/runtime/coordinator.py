@@ -90,6 +90,8 @@ class Coordinator:
         replies = self.transport.exchange(outgoing, timeout=self.timeout)
         result = {}
         for request, reply in zip(outgoing, replies):
+            if reply is not None and reply.error is not None:
+                self._record_error(request.role, request.step, reply.error)
             if reply is None or reply.error is not None:
                 reason = reply.error if reply is not None else f"no answer to {request.step!r} within {self.timeout:g} s"
                 if not allow_missing:
@@ -99,6 +101,11 @@ class Coordinator:
             self._record(request.role, COORDINATOR, request.step, reply.fields, reply.payloads)
             result[request.role] = Message.decode(reply.fields, reply.payloads)
         return result
+
+    def _record_error(self, role, step, error):
+        """An error reply crosses the boundary too: record its size, as a control message."""
+        self.ledger.record(sender=role, receiver=COORDINATOR, step=step,
+                           fields={"error": (Payload.CONTROL, len(str(error).encode("utf-8")))})
 
     def _record(self, sender, receiver, step, encoded, payloads):
         fields = {name: (Payload(payloads[name]), len(data)) for name, data in encoded.items()}
