@@ -137,7 +137,7 @@ def save_report(report, out_dir, name="report"):
     return path
 
 
-def write_report(run_dir, out_dir=None, *, party=None, title=None, subtitle=None, extra=None):
+def write_report(run_dir, out_dir=None, *, party=None, title=None, subtitle=None, extra=None, name=None):
     """Build a party's report from one or several run folders and write it.
 
     Parameters
@@ -154,6 +154,8 @@ def write_report(run_dir, out_dir=None, *, party=None, title=None, subtitle=None
     title, subtitle : str, optional
     extra : dict, optional
         A partial report merged in after the run folders (facts, sections, statements).
+    name : str, optional
+        File name without extension; defaults to the party's name (or ``report``).
 
     Returns
     -------
@@ -169,13 +171,13 @@ def write_report(run_dir, out_dir=None, *, party=None, title=None, subtitle=None
     if not runs:
         raise ValueError("no run folder given")
     report = {"title": title or "fedscore report", "subtitle": subtitle, "party": party}
-    for name, path in runs:
-        merge_report(report, read_run(path, party=party, name=name))
+    for run_name, path in runs:
+        merge_report(report, read_run(path, party=party, name=run_name))
     if extra:
         merge_report(report, extra)
     if out_dir is None:
         out_dir = (runs[0][1] if len(runs) == 1 else runs[0][1].parent) / "report"
-    return save_report(report, out_dir, name=party or "report")
+    return save_report(report, out_dir, name=name or party or "report")
 
 
 class _Page:

@@ -19,6 +19,7 @@ import uuid
 
 from ..ledger import Ledger
 from ..output import staged_output
+from ..report import write_report
 from .coordinator import Coordinator
 from .jobs import resolve_job
 from .local import LocalTransport
@@ -26,7 +27,7 @@ from .local import LocalTransport
 ENGINES = ("local", "simulation", "deployment")
 
 
-def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, timeout=600.0):
+def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, timeout=600.0, reports=True):
     """Run ``job`` with each party's local files and write everything under ``out_dir``.
 
     Parameters
@@ -42,6 +43,13 @@ def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, 
         Receives ``<role>/`` folders, ``ledger.jsonl`` and ``summary.json``; written
         atomically.
     engine : {"local", "simulation", "deployment"}
+    overwrite : bool
+        Replace ``out_dir`` if it exists (otherwise an existing folder is refused).
+    timeout : float
+        Seconds the coordinator waits for a party's reply before stopping the run.
+    reports : bool
+        Write each party's HTML report (and its PNG charts) into its own folder as
+        ``<role>/report.html``, built only from the shared files and that party's folder.
 
     Returns
     -------
@@ -68,6 +76,9 @@ def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, 
 
             summary = run_deployed(job, options, party_configs, ledger_path, run_id, timeout)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if reports:
+            for role in parties:
+                write_report(staging, staging / role, party=role, title=f"fedscore {job}", name="report")
     return summary
 
 
