@@ -79,11 +79,21 @@ def test_a_role_claim_must_match_the_name_its_key_was_registered_under():
     with pytest.raises(FedscoreError, match="claims role 'media' but its key is registered as 'brand'"):
         FlowerTransport._claim(12, "brand", _role_answer("media"), ["brand", "media"], claims, problems)
     with pytest.raises(FedscoreError, match="two nodes claim role 'brand'"):
-        FlowerTransport._claim(13, "", _role_answer("brand"), ["brand", "media"], claims, problems)
+        FlowerTransport._claim(13, "", _role_answer("brand"), ["brand", "media"], claims, problems,
+                               require_name=False)
     with pytest.raises(FedscoreError, match="runs fedscore 0.0.1"):
-        FlowerTransport._claim(14, "", _role_answer("media", "0.0.1"), ["brand", "media"], claims, problems)
+        FlowerTransport._claim(14, "", _role_answer("media", "0.0.1"), ["brand", "media"], claims, problems,
+                               require_name=False)
     FlowerTransport._claim(15, "", None, ["brand", "media"], claims, problems)
     assert problems == ["node 15: no answer"]
+
+
+def test_a_node_without_a_registered_key_name_is_not_taken_at_its_word():
+    claims, problems = {}, []
+    FlowerTransport._claim(21, "", _role_answer("brand"), ["brand", "media"], claims, problems)
+    assert claims == {} and "has no registered key name" in problems[0] and "--enable-supernode-auth" in problems[0]
+    FlowerTransport._claim(22, "", _role_answer("brand"), ["brand", "media"], claims, problems, require_name=False)
+    assert claims == {"brand": 22}
 
 
 def test_node_config_round_trip_and_run_settings_round_trip():
@@ -95,6 +105,8 @@ def test_node_config_round_trip_and_run_settings_round_trip():
         party_of_node_config({"data-path": "x"})
     settings = RunSettings("ping", {"k": [1, 2]}, ("brand", "media"), "/l.jsonl", "/r.json", "run-a", 30.0)
     assert RunSettings.from_run_config(settings.to_run_config()) == settings
+    assert RunSettings.from_run_config({"job": "ping"}).require_node_names  # names are required unless said
+    assert not RunSettings.from_run_config({"job": "ping", "require-node-names": "false"}).require_node_names
 
 
 def test_simulation_runs_the_job_and_writes_the_ledger(tmp_path):

@@ -13,15 +13,27 @@ from ..errors import FedscoreError
 
 
 class _Group(click.Group):
-    """Turn fedscore errors into one line and a non-zero exit, unless --debug."""
+    """Turn every failure into one line and a non-zero exit, unless --debug.
+
+    A :class:`FedscoreError` is the user's to fix and says how; anything else is a bug
+    of fedscore's, reported as such with its type so that it can be looked up. Click's
+    own exceptions (usage errors, ``--help``, Ctrl-C) keep their behaviour.
+    """
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except FedscoreError as exc:
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            if isinstance(exc, FedscoreError):
+                click.echo(f"error: {exc}", err=True)
+            else:
+                first_line = (str(exc).strip().splitlines() or [""])[0]
+                click.echo(f"error: internal error ({type(exc).__name__}: {first_line}); "
+                           f"run again with --debug for the traceback", err=True)
             sys.exit(1)
 
 

@@ -270,7 +270,7 @@ def run_deployed(job, options, party_configs, ledger_path, run_id, timeout, *, s
         result_path = deployment.dir / "result.json"
         settings = RunSettings(job=job, options=dict(options), roles=roles,
                                ledger_path=str(Path(ledger_path).resolve()), result_path=str(result_path),
-                               run_id=run_id, timeout=timeout)
+                               run_id=run_id, timeout=timeout, require_node_names=secure)
         status = deployment.run(app_dir, settings.to_run_config(), result_path)
         summary = read_result(result_path)
         if status != "finished:completed" or summary is None:

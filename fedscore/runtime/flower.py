@@ -59,6 +59,7 @@ RUN_CONFIG_DEFAULTS = {
     "result-path": "",
     "run-id": "",
     "timeout": 600.0,
+    "require-node-names": True,
 }
 """The ServerApp's run config and its defaults (``[tool.flwr.app.config]`` states the same)."""
 
@@ -127,6 +128,10 @@ class FlowerTransport:
         The roles the job needs. Construction waits until a node has answered for each.
     timeout : float
         Seconds to wait for the parties to connect and say which role they play.
+    require_node_names : bool
+        Accept a node's role only if its key was registered under that role's name
+        (SuperNode authentication). Off only where there are no keys: a simulation, or
+        a deployment started without authentication for debugging.
 
     Notes
     -----
@@ -135,8 +140,9 @@ class FlowerTransport:
     message hop, whatever the number of parties.
     """
 
-    def __init__(self, grid, roles, *, timeout=600.0):
+    def __init__(self, grid, roles, *, timeout=600.0, require_node_names=True):
         self.grid = grid
+        self.require_node_names = require_node_names
         self.nodes = self._discover(list(roles), timeout)
 
     @property
@@ -162,7 +168,8 @@ class FlowerTransport:
                 asked.update(nodes)
                 hellos = [FlowerMessage(content=RecordDict(), dst_node_id=n, message_type=ROLE_QUERY) for n in nodes]
                 for node_id, reply in zip(nodes, self._send(hellos, max(deadline - time.monotonic(), 0.0))):
-                    self._claim(node_id, nodes[node_id], reply, roles, claims, problems)
+                    self._claim(node_id, nodes[node_id], reply, roles, claims, problems,
+                                require_name=self.require_node_names)
             if all(role in claims for role in roles):
                 return {role: claims[role] for role in roles}
             if time.monotonic() >= deadline:
@@ -173,8 +180,12 @@ class FlowerTransport:
             delay = min(delay * POLL_GROWTH, POLL_MAX)
 
     @staticmethod
-    def _claim(node_id, name, reply, roles, claims, problems):
-        """Record the role a node answered with, refusing a claim its registered key contradicts."""
+    def _claim(node_id, name, reply, roles, claims, problems, *, require_name=True):
+        """Record the role a node answered with, refusing a claim its registered key contradicts.
+
+        A node without a registered name is not taken at its word when names are
+        required: anyone who can reach the SuperLink could otherwise claim to be the brand.
+        """
         if reply is None or isinstance(reply, str) or reply.has_error():
             failed = unpack_reply(f"node {node_id}", reply)
             problems.append(f"node {node_id}: {failed.error if failed else 'no answer'}")
@@ -184,6 +195,10 @@ class FlowerTransport:
             problems.append(f"node {node_id}: {meta.get('error', 'malformed answer to the role query')}")
             return
         role, version = meta["role"], meta["version"]
+        if require_name and not name:
+            problems.append(f"node {node_id} claims role {role!r} but has no registered key name (start the "
+                            f"SuperLink with --enable-supernode-auth and register each party's key under its role)")
+            return
         if name and name != role:
             raise FedscoreError(f"node {node_id} claims role {role!r} but its key is registered as {name!r}")
         if role not in roles:
@@ -248,6 +263,7 @@ class RunSettings:
     result_path: str = ""
     run_id: str = ""
     timeout: float = 600.0
+    require_node_names: bool = True
 
     @classmethod
     def from_run_config(cls, run_config):
@@ -260,21 +276,30 @@ class RunSettings:
         return cls(
             job=str(cfg["job"]), options=options, roles=roles, ledger_path=str(cfg["ledger-path"]),
             result_path=str(cfg["result-path"]), run_id=str(cfg["run-id"]), timeout=float(cfg["timeout"]),
+            require_node_names=_as_bool(cfg["require-node-names"]),
         )
 
     def to_run_config(self):
         return {
             "job": self.job, "options": json.dumps(self.options), "roles": ",".join(self.roles),
             "ledger-path": self.ledger_path, "result-path": self.result_path, "run-id": self.run_id,
-            "timeout": float(self.timeout),
+            "timeout": float(self.timeout), "require-node-names": bool(self.require_node_names),
         }
+
+
+def _as_bool(value):
+    """A run-config flag: TOML gives a bool, ``--run-config`` text may give a string."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
 
 
 def run_on_grid(grid, settings):
     """Run ``settings.job`` over ``grid`` as the coordinator; return the job's summary."""
     ledger = Ledger(settings.ledger_path or None, run_id=settings.run_id or None)
     try:
-        transport = FlowerTransport(grid, settings.roles, timeout=settings.timeout)
+        transport = FlowerTransport(grid, settings.roles, timeout=settings.timeout,
+                                    require_node_names=settings.require_node_names)
         coordinator = Coordinator(transport, ledger, run_id=settings.run_id or None, timeout=settings.timeout)
         return resolve_job(settings.job)(coordinator, dict(settings.options))
     finally:

@@ -29,8 +29,9 @@ def run_simulated(job, options, party_configs, ledger_path, run_id, timeout):
     from flwr.simulation import run_simulation  # imports Ray: only when simulating
 
     roles = tuple(party_configs)
+    # Simulated nodes have no keys: each party's role comes from its partition id.
     settings = RunSettings(job=job, options=dict(options), roles=roles, ledger_path=str(ledger_path),
-                           run_id=run_id, timeout=timeout)
+                           run_id=run_id, timeout=timeout, require_node_names=False)
     summaries = []
     server_app = make_server_app(settings, on_summary=summaries.append)
     client_app = make_client_app([(role, dict(party_configs[role])) for role in roles])
