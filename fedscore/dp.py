@@ -47,7 +47,7 @@ def _accounting():
         from dp_accounting import dp_event, rdp
     except ImportError:  # pragma: no cover - depends on the environment
         raise InputError(
-            "differential privacy needs the dp-accounting package: pip install 'dp-accounting>=0.6,<0.7'"
+            "differential privacy needs the dp-accounting package: pip install 'dp-accounting>=0.6'"
         ) from None
     return dp_accounting, dp_event, rdp
 
