@@ -1,12 +1,16 @@
 import json
+import os
+import signal
 import tempfile
+import threading
+import time
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from fedscore import __version__
-from fedscore.errors import FedscoreError
+from fedscore.errors import FedscoreError, PartyError
 from fedscore.ledger import read_ledger
 from fedscore.runtime.deployment import app_manifest, flower_executables
 from fedscore.runtime.runner import run_job
@@ -49,3 +53,54 @@ def test_ping_over_a_real_superlink_with_tls_and_node_authentication(tmp_path, m
     assert [e["step"] for e in entries].count("runtime.diagnostic.echo") == 4
     assert list(deployments.iterdir()) == []
     assert _processes_using(deployments) == []
+
+
+def _supernode_of(role, folder):
+    """PID of the SuperNode started for ``role`` under ``folder``, or None."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"flower-supernode") for a in args) and \
+                any(str(folder).encode() in a and a.endswith(f"node-{role}.toml".encode()) for a in args):
+            return int(cmdline.parent.name)
+    return None
+
+
+def test_a_party_whose_supernode_dies_mid_run_stops_the_run_naming_it(tmp_path, monkeypatch):
+    try:
+        flower_executables()
+    except FedscoreError as exc:
+        pytest.skip(str(exc))
+    deployments = tmp_path / "deployments"
+    deployments.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deployments))
+    ids = [f"user{i}@example.com" for i in range(20_000)]
+    for role in ("brand", "media"):
+        (tmp_path / f"{role}.csv").write_text("id\n" + "\n".join(ids) + "\n")
+    out = tmp_path / "out"
+    killed = {}
+
+    def kill_media_after_its_first_reply():
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            for ledger in tmp_path.glob(".out.staging-*/ledger.jsonl"):
+                if '"sender": "media"' in ledger.read_text():
+                    pid = _supernode_of("media", deployments)
+                    if pid is not None:
+                        os.killpg(pid, signal.SIGKILL)
+                        killed["at"] = time.monotonic()
+                        return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=kill_media_after_its_first_reply, daemon=True)
+    watcher.start()
+    with pytest.raises(PartyError, match="party 'media' failed: its SuperNode exited") as info:
+        run_job("psi", {}, {role: {"data": str(tmp_path / f"{role}.csv")} for role in ("brand", "media")}, out,
+                engine="deployment", timeout=120.0)
+    watcher.join()
+    assert info.value.role == "media"
+    assert time.monotonic() - killed["at"] < 30  # noticed at once, not at the timeout
+    assert not out.exists() and list(tmp_path.glob(".out.staging-*")) == []  # no partial outputs
+    assert list(deployments.iterdir()) == [] and _processes_using(deployments) == []

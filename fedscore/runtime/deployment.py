@@ -17,6 +17,7 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .. import __version__
-from ..errors import FedscoreError
+from ..errors import FedscoreError, PartyError
 from .flower import NODE_CONFIG_KEYS, RUN_CONFIG_DEFAULTS, RunSettings, node_config_of, read_result
 
 CONNECTION = "fedscore-local"
@@ -56,6 +57,12 @@ AUTH_CURVE = ec.SECP384R1
 TLS_CURVE = ec.SECP256R1
 TLS_VALIDITY = datetime.timedelta(days=1)
 """The certificates only need to outlive one local run."""
+
+
+SUPERNODE_PREFIX = "supernode-"
+"""Process name of a party's SuperNode, before the party's role."""
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+"""Flower colours its log lines; error messages quote them without the colour codes."""
 
 
 def flower_executables():
@@ -141,7 +148,7 @@ class LocalDeployment:
         for name, node_config in self.nodes.items():
             config_path = self.dir / f"node-{name}.toml"
             config_path.write_text(tomli_w.dumps(node_config), encoding="utf-8")
-            self._start(f"supernode-{name}", [
+            self._start(f"{SUPERNODE_PREFIX}{name}", [
                 self._tools["flower-supernode"], "--superlink", address, "--port", str(_free_port()),
                 "--node-config", str(config_path), *node_tls, *auth[name],
             ])
@@ -217,13 +224,18 @@ class LocalDeployment:
             time.sleep(0.1)
 
     def _check_alive(self):
+        """Stop waiting as soon as a process died: a dead party's SuperNode is that party's failure."""
         for name, proc in self._processes.items():
-            if proc.poll() is not None:
-                raise FedscoreError(f"the {name} exited with status {proc.returncode}: {self._log_tail(name)}")
+            if proc.poll() is None:
+                continue
+            detail = f"exited with status {proc.returncode} (its log ends: {self._log_tail(name)})"
+            if name.startswith(SUPERNODE_PREFIX):
+                raise PartyError(name[len(SUPERNODE_PREFIX):], f"its SuperNode {detail}")
+            raise FedscoreError(f"the {name} {detail}")
 
-    def _log_tail(self, name, lines=5):
+    def _log_tail(self, name, lines=2):
         text = (self.dir / f"{name}.log").read_text(encoding="utf-8", errors="replace")
-        return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+        return " | ".join(_ANSI_ESCAPE.sub("", line).strip() for line in text.strip().splitlines()[-lines:])
 
     def _flwr(self, *args):
         """Run one ``flwr`` command with ``--format json``; return its JSON answer."""
