@@ -53,8 +53,14 @@ def machine():
             "python": platform.python_version(), "system": platform.system()}
 
 
-def write_results(name, out, tables, notes=(), smoke=False):
-    """Write ``out/<name>.json``; ``tables`` is a list of {title, columns, rows}."""
+def write_results(name, out, tables, notes=(), smoke=False, figures=()):
+    """Write ``out/<name>.json``; ``tables`` is a list of {title, columns, rows}.
+
+    ``figures`` is a list of {title, path}, each path a file in ``out`` (a chart the
+    script saved beside its result), for ``run_all.py`` to show under the tables. The
+    key is written only when there are figures, so results without charts keep their
+    shape.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -65,6 +71,8 @@ def write_results(name, out, tables, notes=(), smoke=False):
         "tables": tables,
         "notes": list(notes),
     }
+    if figures:
+        payload["figures"] = list(figures)
     path = out / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     return path

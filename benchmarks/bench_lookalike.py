@@ -30,7 +30,8 @@ from fedscore.data import FeatureEncoder  # noqa: E402
 from fedscore.lookalike import lookalike, holdout_mask  # noqa: E402
 from fedscore.metrics import auc  # noqa: E402
 from fedscore.vertical_lr import (  # noqa: E402
-    create_key, encrypt_scaled, encrypted_product, fit_from_aggregate, hide_slots, mask, message_bound, unmask,
+    create_key, encoded_column_bound, encrypt_scaled, encrypted_product, fit_from_aggregate, hide_slots, mask,
+    message_bound, unmask,
 )
 
 MEDIA_COLUMNS = ["contact", "day", "month", "campaign", "pdays", "previous", "poutcome"]
@@ -83,6 +84,7 @@ def epoch_speed(rows, features, repeats=1):
     """Time the one encrypted round and the local fit on synthetic data of the workload's shape."""
     rng = np.random.default_rng(RANDOM_STATE)
     x = rng.standard_normal((rows, features))
+    x = (x - x.mean(axis=0)) / x.std(axis=0)  # standardised, as the media's encoder does (the public bound needs it)
     logits = x[:, :10].sum(axis=1) * 0.3 - 3.0
     y = (rng.random(rows) < 1 / (1 + np.exp(-logits))).astype(float)
     held = holdout_mask(rows, 0.2, RANDOM_STATE)
@@ -104,7 +106,9 @@ def epoch_speed(rows, features, repeats=1):
         labels = media_ctx.load_vector(blob)
         design = np.hstack([x, np.ones((rows, 1))])
         design[held] = 0.0
-        product, shift, bound = timed("media: Xᵀ[[y]]", lambda: encrypted_product(labels, design, 1.0))
+        public_bound = encoded_column_bound(int((~held).sum()), rows)
+        product, shift, bound = timed("media: Xᵀ[[y]]", lambda: encrypted_product(labels, design, 1.0,
+                                                                                   bound=public_bound))
         masked, mask_values, release_bound = timed("media: mask", lambda: mask(product, bound))
         wire = timed("media: serialise", lambda: masked.to_bytes())
         released = timed("brand: decrypt_release", lambda: brand_key.decrypt_release(
@@ -115,7 +119,7 @@ def epoch_speed(rows, features, repeats=1):
         holdout_matrix = np.zeros((rows, 6))
         holdout_matrix[held] = rng.random((held.sum(), 6))
         timed("media: held-out aggregates", lambda: hide_slots(
-            encrypted_product(labels, holdout_matrix, 1.0)[0], 2.0**36).to_bytes())
+            encrypted_product(labels, holdout_matrix, 1.0, bound=int(held.sum()))[0], 2.0**36).to_bytes())
     per_epoch = {k: round(v / repeats, 2) for k, v in timings.items()}
     per_epoch["total"] = round(sum(per_epoch.values()), 2)
     return per_epoch, {"wire MB": round(len(wire) / 1e6, 1), "labels MB": round(len(blob) / 1e6, 1),

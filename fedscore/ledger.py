@@ -10,6 +10,7 @@ import enum
 import json
 import threading
 import time
+from pathlib import Path
 
 
 class Payload(str, enum.Enum):
@@ -50,7 +51,8 @@ class Ledger:
     """
 
     def __init__(self, path=None, run_id=None):
-        self.entries = []
+        # A resumed run appends to the ledger of its earlier attempt and numbers on from it.
+        self.entries = read_ledger(path) if path is not None and Path(path).exists() else []
         self.run_id = run_id
         self._path = path
         self._lock = threading.Lock()

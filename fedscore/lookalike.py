@@ -3,8 +3,9 @@
 The brand holds a seed list; the media holds behavioural features for its whole
 audience. The media ends with a model and scores for its audience, the brand with an
 aggregate report. The media never learns which of its users are seed members (except,
-with ``exclude_seed``, those among the top candidates it has to leave out); the brand
-never sees a media feature, a score of a user, or the model.
+with ``exclude_seed``, the membership of each of its top ``largest audience + seed list
+size`` users by score); the brand never sees a media feature, a score of a user, or the
+model.
 
 Phases (the coordinator function :func:`run_lookalike`; the party steps carry the
 spec's names):
@@ -20,8 +21,9 @@ spec's names):
 3. ``lookalike.release_aggregate`` (brand): flooded decryption of the masked aggregate,
    optional Gaussian label-DP noise.
 4. ``lookalike.train`` (media): unmask, fit positive-unlabelled logistic regression for
-   each L2 candidate locally with exact gradients, and return encrypted held-out
-   aggregates (rank sum, hits per audience size) of each candidate's scores.
+   each L2 candidate locally with exact gradients, to convergence, and return encrypted
+   held-out aggregates (rank sum, hits per audience size) of each candidate's scores:
+   choosing the penalty on the held-out part takes the place of early stopping.
 5. ``lookalike.evaluate`` (brand): decrypt the held-out aggregates, compute held-out AUC
    and recall/precision per audience size, pick the candidate, write the report.
 6. ``lookalike.select`` (media): score the audience with the chosen model; with
@@ -58,16 +60,18 @@ from .runtime.runner import run_job
 from .vertical_lr import (
     DEFAULT_L2,
     VALUE_SHIFT_BITS,
+    connect_channel,
     create_key,
+    encoded_column_bound,
     encrypt_scaled,
     encrypted_product,
     fit_from_aggregate,
     hide_slots,
     mask,
     message_bound,
-    connect_channel,
     open_channel,
     open_values,
+    release,
     seal_values,
     unmask,
 )
@@ -273,7 +277,7 @@ def release_aggregate(party, msg):
     key = state["key"]
     connect_channel(party, msg["channel_key"])
     vector = key.load_vector(msg["aggregate"])
-    values = _release(key, vector, msg["release_bound"], msg["message_bound"])
+    values = release(key, vector, msg["release_bound"], msg["message_bound"])
     epsilon = None
     if "epsilon" in list(msg):
         epsilon = float(msg["epsilon"])
@@ -297,7 +301,7 @@ def evaluate(party, msg):
     """
     state = party.state["lookalike"]
     key = state["key"]
-    values = _release(key, key.load_vector(msg["holdout"]), msg["release_bound"], msg["message_bound"])
+    values = release(key, key.load_vector(msg["holdout"]), msg["release_bound"], msg["message_bound"])
     values = values / float(msg["scale"])
     n = int(msg["holdout_rows"])
     columns = int(msg["columns"])
@@ -348,15 +352,8 @@ def evaluate(party, msg):
 def release_flags(party, msg):
     """Decrypt the media's masked selection of seed flags (flooded); the brand sees only masked values."""
     key = party.state["lookalike"]["flag_key"]
-    values = _release(key, key.load_vector(msg["flags"]), msg["release_bound"], msg["message_bound"])
+    values = release(key, key.load_vector(msg["flags"]), msg["release_bound"], msg["message_bound"])
     return Message(flags=ciphertext(seal_values(party, values, "lookalike.release_flags")))
-
-
-def _release(key, vector, release_bound, bound_of_messages):
-    """``decrypt_release`` with the message bound CKKS uses for its error estimate."""
-    if key.scheme == "ckks":
-        return key.decrypt_release(vector, float(release_bound), float(bound_of_messages))
-    return key.decrypt_release(vector, float(release_bound))
 
 
 def _holdout_count(value, holdout_rows, media_rows):
@@ -411,7 +408,9 @@ def label_aggregate(party, msg):
     """``[Xᵀ[[y]], Σ[[y]]]`` over the training rows, under the brand's key, masked.
 
     Held-out rows get zero rows in the matrix, so their labels do not enter the
-    aggregate.
+    aggregate. The aggregate's bound, hence the scale and the release bound sent with
+    it, comes from the row counts alone
+    (:func:`fedscore.vertical_lr.encoded_column_bound`).
     """
     state = party.state["lookalike"]
     connect_channel(party, msg["channel_key"])
@@ -422,7 +421,9 @@ def label_aggregate(party, msg):
         raise ProtocolError(f"received {labels.size} encrypted labels for {len(features)} media rows")
     design = np.hstack([features, np.ones((len(features), 1))])
     design[state["holdout"]] = 0.0
-    product, shift, bound = encrypted_product(labels, design, 1.0)
+    training_rows = int(np.sum(~state["holdout"]))
+    product, shift, bound = encrypted_product(labels, design, 1.0,
+                                              bound=encoded_column_bound(training_rows, len(features)))
     masked_product, mask_values, release_bound = mask(product, bound)
     state.update(context=context, labels=labels, mask=mask_values, shift=shift)
     if "flags" in list(msg):
@@ -465,7 +466,7 @@ def train(party, msg):
         blocks.append(np.column_stack(columns))
     matrix = np.zeros((total, sum(b.shape[1] for b in blocks) + 1))
     matrix[held] = np.hstack(blocks + [np.ones((n_held, 1))])
-    product, shift, bound = encrypted_product(state["labels"], matrix, 1.0)
+    product, shift, bound = encrypted_product(state["labels"], matrix, 1.0, bound=n_held)  # every column in [0, 1]
     product = hide_slots(product, _HIDE_MAGNITUDE)
     state["models"] = models
     return Message(holdout=ciphertext(product.to_bytes()), holdout_rows=size(n_held), scale=public(2.0 ** shift),
@@ -481,7 +482,10 @@ def select(party, msg):
     ``largest audience + seed list size`` users (enough to fill the largest audience
     whatever the seed members among them) get their seed flags asked for: the media
     multiplies the encrypted flags by a 0/1 selection and masks every entry, so the
-    brand, who decrypts, sees neither the flags nor which users were selected.
+    brand, who decrypts, sees neither the flags nor which users were selected. The
+    media learns the seed membership of every selected user, including those ranked
+    below the largest audience's eventual cutoff (see the spec for the price of revealing
+    only up to the cutoff).
     """
     state = party.state["lookalike"]
     choice = int(open_values(party, msg["choice"], "lookalike.evaluate")[0])
@@ -587,7 +591,7 @@ class LookalikeResult:
 def lookalike(seed, media, *, id_column, out, backend="ckks", audience_sizes=DEFAULT_AUDIENCE_SIZES,
               min_seed=MIN_SEED_SIZE, exclude_seed=True, label_dp_epsilon=None, id_kind="auto",
               holdout_fraction=HOLDOUT_FRACTION, l2_candidates=L2_CANDIDATES, random_state=None,
-              paillier_key_bits=None, engine="local", overwrite=False):
+              paillier_key_bits=None, engine="local", overwrite=False, resume=False, timeout=600.0):
     """Find the media users most like the brand's seed, without either side seeing the other's data.
 
     Parameters
@@ -621,6 +625,10 @@ def lookalike(seed, media, *, id_column, out, backend="ckks", audience_sizes=DEF
         Shorter Paillier keys than 3072 bits, for tests only (warns).
     engine : {"local", "simulation", "deployment"}
     overwrite : bool
+    resume : bool
+        Go on from the checkpoint a failed attempt of the same run left beside ``out``.
+    timeout : float
+        Seconds to wait for a party's reply before the run stops, naming it.
 
     Returns
     -------
@@ -649,7 +657,8 @@ def lookalike(seed, media, *, id_column, out, backend="ckks", audience_sizes=DEF
         check_options(options)
         parties = {BRAND: {"data": str(seed_path), "id_column": id_column},
                    MEDIA: {"data": str(media_path), "id_column": id_column}}
-        summary = run_job("lookalike", options, parties, out, engine=engine, overwrite=overwrite)
+        summary = run_job("lookalike", options, parties, out, engine=engine, overwrite=overwrite, resume=resume,
+                          timeout=timeout)
     return read_result(out, summary)
 
 

@@ -13,27 +13,30 @@ Phases (the coordinator function :func:`run_propensity`):
    the brand: the media computes over every matched user, and rows that are not
    training rows get zero weight inside the brand's encrypted values.
 2. ``propensity.make_key`` (both): a key pair each, with a CKKS release budget sized to
-   the gradients the other party will ask it to release.
-3. Per epoch (one update of both blocks per epoch: each message carries the whole
+   what the other party will ask it to release.
+3. Per epoch (one full-batch update of both blocks: each message carries the whole
    epoch, which is what Flower deployment latency asks for):
    ``propensity.media_logits`` / ``propensity.media_update`` send ``[[u]]_m, [[u²]]_m``
-   (the media's centred, clipped partial logit) and the quantiles of ``z_m``;
-   ``propensity.brand_round`` sends ``[[c0]]_b, [[c1]]_b, [[c2]]_b`` (the residual's
-   coefficients, see :func:`fedscore.vertical_lr.split_sigmoid`) and the brand's
-   gradient under the media's key, masked; ``propensity.media_round`` releases it and
-   sends the media's gradient under the brand's key, masked;
-   ``propensity.brand_update`` unmasks and steps, releases the media's gradient;
-   ``propensity.media_update`` unmasks and steps.
-4. Ranking: ``propensity.rank_encrypt`` (media) encrypts ``z_m`` per user under a
-   Paillier key of its own; ``propensity.rank_mask`` (brand) adds ``z_b``, applies an
-   order-preserving random affine map and a random permutation to the users it wants
-   ranked (validation users and users to score); ``propensity.rank_reveal`` (media)
-   decrypts and ranks; ``propensity.finish`` (brand) undoes the permutation and writes
-   scores (percentiles), the top list and the report.
+   (the media's centred, clipped partial logit) and the quantiles of ``z_m`` sealed for
+   the brand; ``propensity.brand_round`` sends ``[[c0]]_b, [[c1]]_b, [[c2]]_b`` (the
+   residual's coefficients, see :func:`fedscore.vertical_lr.split_sigmoid`) and, under
+   the media's key and masked, the brand's gradient with the validation Brier score
+   appended; ``propensity.media_round`` releases them and sends the media's gradient
+   under the brand's key, masked; ``propensity.brand_update`` unmasks, steps, decides
+   on early stopping, and releases the media's gradient; ``propensity.media_update``
+   unmasks and steps.
+4. Ranking with the best epoch's weights: ``propensity.rank_encrypt`` (media) encrypts
+   ``z_m`` per user under a Paillier key of its own; ``propensity.rank_mask`` (brand)
+   adds ``z_b``, applies an order-preserving random affine map and a random permutation
+   to the users it wants ranked (validation users and users to score);
+   ``propensity.rank_reveal`` (media) decrypts and ranks; ``propensity.finish`` (brand)
+   undoes the permutation and writes scores (percentiles), the top list and the report.
+
+Every bound a key owner needs to release a masked value is computed by both parties from
+sizes they exchange and from the quantiles both hold, so no bound crosses in a message.
 """
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,21 +57,28 @@ from .runtime.runner import run_job
 from .vertical_lr import (
     DEFAULT_L2,
     BoundOptimizer,
-    create_key,
+    centred_media_logit,
     connect_channel,
+    create_key,
+    encoded_column_bound,
     encrypt_scaled,
     encrypted_products,
-    centred_media_logit,
-    media_quantiles,
-    split_sigmoid,
     mask,
+    masked_release_bound,
+    media_logit_bound,
+    media_quantiles,
     message_bound,
     open_channel,
     open_values,
+    release,
     seal_values,
+    split_brier,
+    split_coefficient_bounds,
+    split_product_bound,
+    split_sigmoid,
     unmask,
 )
-from .wire import Message, aggregate, ciphertext, control, public, size
+from .wire import Message, ciphertext, control, public, size
 
 BRAND, MEDIA = "brand", "media"
 BACKENDS = ("ckks", "paillier")
@@ -82,28 +92,47 @@ CONVERGENCE_TOL = 1e-4
 """Training stops early when both parties' last steps are shorter than this (L2 norm of
 the weight change): each party reports only whether its own step was."""
 
+DEFAULT_PATIENCE = 3
+"""Early stopping: training stops once the validation Brier score has not improved for
+this many epochs, and the weights of the best epoch are kept (Prechelt, "Early stopping
+-- but when?", 1998, uses patience criteria of this kind; 3 of at most 20 full-batch
+epochs tolerates the short plateaus momentum produces)."""
+
+EARLY_STOPPING_MIN_DELTA = 1e-5
+"""An epoch improves on the best one when its mean validation Brier score is lower by
+more than this: above the release noise of the score for a few hundred validation users
+under CKKS, and well under the 1e-3 change one epoch makes while the model still learns."""
+
 VALIDATION_FRACTION = 0.2
-"""Share of the brand's labelled matched users kept out of training for the report."""
+"""Share of the brand's labelled matched users kept out of training, for early stopping
+and the report."""
 
 DEFAULT_TOP = "10%"
 
 RELEASE_RESERVE = 64
-"""Extra values in a CKKS key's release budget beyond the gradients planned."""
+"""Extra values in a CKKS key's release budget beyond the releases planned."""
 
 RANK_SCALE_BITS = (4, 16)
-"""The order-preserving map ``a z + b`` draws ``a`` uniformly in ``[2^4, 2^16]`` and ``b``
-uniformly in ``±2^RANK_OFFSET_BITS``: the media sees the scores' shape, not their scale or
-location."""
+"""The order-preserving map ``a z + b`` draws ``log2 a`` uniformly in ``[4, 16]`` (``a``
+log-uniform in ``[2^4, 2^16]``, so that every octave of scale is as likely and the
+spread of the values the media decrypts does not pin the scale down) and ``b`` uniformly
+in ``±2^RANK_OFFSET_BITS``."""
 
 RANK_OFFSET_BITS = 24
+
+RANK_LOGIT_LIMIT = 2.0**6
+"""Each partial logit is clipped to ``±64`` before ranking, so that the bound the media
+decrypts the masked scores against is a public constant. ``σ(±64)`` is within 1e-27 of
+0 or 1: only users whose partial logit is that extreme can change places."""
 
 
 # --- options ------------------------------------------------------------------------------
 
 def check_options(options):
     opts = {"id_column": "id", "label_column": "y", "id_kind": "auto", "backend": "ckks", "epochs": DEFAULT_EPOCHS,
-            "l2": DEFAULT_L2, "top": DEFAULT_TOP, "exact_scores": False, "validation_fraction": VALIDATION_FRACTION,
-            "min_intersection": PSI_MIN_INTERSECTION, "random_state": None, "paillier_key_bits": None}
+            "patience": DEFAULT_PATIENCE, "l2": DEFAULT_L2, "top": DEFAULT_TOP, "exact_scores": False,
+            "validation_fraction": VALIDATION_FRACTION, "min_intersection": PSI_MIN_INTERSECTION,
+            "random_state": None, "paillier_key_bits": None}
     unknown = set(options) - set(opts)
     if unknown:
         raise InputError(f"unknown propensity option(s): {', '.join(sorted(unknown))}")
@@ -112,6 +141,8 @@ def check_options(options):
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {opts['backend']!r}")
     if int(opts["epochs"]) < 1:
         raise InputError(f"epochs must be at least 1, not {opts['epochs']!r}")
+    if int(opts["patience"]) < 1:
+        raise InputError(f"patience must be at least 1, not {opts['patience']!r}")
     if not 0 < float(opts["validation_fraction"]) < 1:
         raise InputError("validation_fraction must be in (0, 1)")
     parse_top(opts["top"])
@@ -143,40 +174,42 @@ def run_propensity(coordinator, options):
     psi_summary = intersect(coordinator, mode="both", id_column=opts["id_column"], id_kind=opts["id_kind"],
                             min_intersection=int(opts["min_intersection"]))
     logits = setup(coordinator, opts)
-    epochs_run = 0
-    for epoch in range(int(opts["epochs"])):
-        logits, converged = train_epoch(coordinator, logits)
+    epochs_run, stopped_early = 0, False
+    for _ in range(int(opts["epochs"])):
+        logits, epoch = train_epoch(coordinator, logits)
         epochs_run += 1
-        if converged:
+        if epoch["stop"] or epoch["converged"]:
+            stopped_early = bool(epoch["stop"])
             break
     ranking = coordinator.call(MEDIA, "propensity.rank_encrypt", Message(
-        paillier_key_bits=public(opts["paillier_key_bits"])))
+        paillier_key_bits=public(opts["paillier_key_bits"]), best_epoch=control(epoch["best_epoch"])))
     masked_scores = coordinator.call(BRAND, "propensity.rank_mask", Message(
         public_context=public(ranking["public_context"]), media_logits=ciphertext(ranking["media_logits"]),
-        logit_bound=public(ranking["logit_bound"]), exact_scores=public(bool(opts["exact_scores"]))))
-    revealed = coordinator.call(MEDIA, "propensity.rank_reveal", Message(
-        scores=ciphertext(masked_scores["scores"]), release_bound=public(masked_scores["release_bound"]),
         exact_scores=public(bool(opts["exact_scores"]))))
+    revealed = coordinator.call(MEDIA, "propensity.rank_reveal", Message(
+        scores=ciphertext(masked_scores["scores"]), exact_scores=public(bool(opts["exact_scores"]))))
     coordinator.call(BRAND, "propensity.finish", Message(
         ranks=ciphertext(revealed["ranks"]), top=public(str(opts["top"])),
         exact_scores=public(bool(opts["exact_scores"]))))
     return {"job": "propensity", "psi": psi_summary, "backend": opts["backend"], "epochs_run": epochs_run,
-            "epochs": int(opts["epochs"]), "exact_scores": bool(opts["exact_scores"]),
-            "ranked_rows": masked_scores["rows"]}
+            "epochs": int(opts["epochs"]), "best_epoch": int(epoch["best_epoch"]), "stopped_early": stopped_early,
+            "exact_scores": bool(opts["exact_scores"]), "ranked_rows": masked_scores["rows"]}
 
 
 def setup(coordinator, opts):
-    """Load and encode both tables, make both key pairs; return the media's first ``[[z_m]]`` message."""
+    """Load and encode both tables, make both key pairs; return the media's first ``[[u]]`` message."""
     load_request = Message(id_column=public(opts["id_column"]), label_column=public(opts["label_column"]),
                            validation_fraction=public(float(opts["validation_fraction"])),
-                           random_state=public(opts["random_state"]), l2=public(float(opts["l2"])))
+                           random_state=public(opts["random_state"]), l2=public(float(opts["l2"])),
+                           patience=public(int(opts["patience"])))
     loaded = coordinator.exchange({BRAND: ("propensity.load", load_request),
                                    MEDIA: ("propensity.load", load_request)})
     keys = coordinator.exchange({
         role: ("propensity.make_key", Message(
             backend=public(opts["backend"]), paillier_key_bits=public(opts["paillier_key_bits"]),
-            peer_features=size(loaded[other]["features"]), epochs=size(int(opts["epochs"])),
-            channel_key=public(loaded[other]["channel_key"]), training_rows=size(loaded[BRAND]["training_rows"])))
+            peer_features=size(loaded[other]["features"]), peer_table_rows=size(loaded[other]["table_rows"]),
+            epochs=size(int(opts["epochs"])), channel_key=public(loaded[other]["channel_key"]),
+            training_rows=size(loaded[BRAND]["training_rows"])))
         for role, other in ((BRAND, MEDIA), (MEDIA, BRAND))
     })
     first = coordinator.exchange({
@@ -189,21 +222,21 @@ def setup(coordinator, opts):
 def train_epoch(coordinator, logits):
     """One full-batch epoch: four calls, each party's block stepped once.
 
-    Returns the media's next ``[[z_m]]`` message and whether both parties converged.
+    Returns the media's next ``[[u]]`` message and ``{"converged", "stop", "best_epoch"}``:
+    whether both parties' steps were tiny, whether the brand's early stopping ended
+    training, and the epoch whose weights are kept.
     """
     brand = coordinator.call(BRAND, "propensity.brand_round", Message(
         media_logit=ciphertext(logits["media_logit"]), media_logit_squared=ciphertext(logits["media_logit_squared"]),
-        quantiles=aggregate(logits["quantiles"])))
+        quantiles=ciphertext(logits["quantiles"])))
     media = coordinator.call(MEDIA, "propensity.media_round", Message(
-        coefficients=ciphertext(brand["coefficients"]),
-        brand_gradient=ciphertext(brand["gradient"]), release_bound=public(brand["release_bound"]),
-        message_bound=public(brand["message_bound"]), coefficient_bound=public(brand["coefficient_bound"])))
+        coefficients=ciphertext(brand["coefficients"]), brand_gradient=ciphertext(brand["gradient"])))
     brand = coordinator.call(BRAND, "propensity.brand_update", Message(
-        brand_gradient=ciphertext(media["brand_gradient"]), media_gradient=ciphertext(media["media_gradient"]),
-        release_bound=public(media["release_bound"]), message_bound=public(media["message_bound"])))
+        brand_gradient=ciphertext(media["brand_gradient"]), media_gradient=ciphertext(media["media_gradient"])))
     logits = coordinator.call(MEDIA, "propensity.media_update", Message(
         media_gradient=ciphertext(brand["media_gradient"])))
-    return logits, bool(brand["converged"] and logits["converged"])
+    return logits, {"converged": bool(brand["converged"] and logits["converged"]), "stop": bool(brand["stop"]),
+                    "best_epoch": int(brand["best_epoch"])}
 
 
 # --- both parties ---------------------------------------------------------------------------
@@ -230,8 +263,10 @@ def load(party, msg):
     encoder = FeatureEncoder(path).fit(frame, feature_columns)
     features = encoder.transform(frame.iloc[rows])
     state = party.state["propensity"] = {"features": features, "encoder": encoder.to_dict(), "column": column,
-                                         "ids": np.asarray(psi["ids"], dtype=object), "l2": float(msg["l2"])}
-    reply = {"features": size(features.shape[1]), "channel_key": public(open_channel(party))}
+                                         "ids": np.asarray(psi["ids"], dtype=object), "l2": float(msg["l2"]),
+                                         "table_rows": len(frame)}
+    reply = {"features": size(features.shape[1]), "table_rows": size(len(frame)),
+             "channel_key": public(open_channel(party))}
     if party.role == BRAND:
         labels = parse_labels(frame.iloc[rows].reset_index(drop=True), label_column, path)
         validation = validation_split(state["ids"], ~np.isnan(labels), float(msg["validation_fraction"]),
@@ -240,7 +275,8 @@ def load(party, msg):
         if len(np.unique(labels[train])) < 2:
             raise InputError("the matched, labelled training users hold one class only", path=path,
                              column=label_column)
-        state.update(labels=np.nan_to_num(labels), train=train, validation=validation, to_score=np.isnan(labels))
+        state.update(labels=np.nan_to_num(labels), train=train, validation=validation, to_score=np.isnan(labels),
+                     stopping=EarlyStopping(int(msg["patience"]), int(validation.sum())))
         reply["training_rows"] = size(int(train.sum()))
     return Message(**reply)
 
@@ -263,13 +299,16 @@ def validation_split(ids, labelled, fraction, random_state=None):
 
 @party_step("propensity.make_key")
 def make_key(party, msg):
-    """Make this party's key pair; its CKKS release budget covers the peer's gradients for all epochs."""
+    """Make this party's key pair, sized to what it releases; record the sizes every bound derives from."""
     state = party.state["propensity"]
     connect_channel(party, msg["channel_key"])
-    budget = int(msg["epochs"]) * (int(msg["peer_features"]) + 1) + RELEASE_RESERVE
+    budget = int(msg["epochs"]) * released_per_epoch(party.role, int(msg["peer_features"])) + RELEASE_RESERVE
     key = create_key(msg["backend"], release_budget=budget, paillier_key_bits=msg["paillier_key_bits"])
     features = state["features"]
-    state.update(key=key, n_train=int(msg["training_rows"]))
+    tables = {party.role: state["table_rows"], _peer(party.role): int(msg["peer_table_rows"])}
+    state.update(key=key, n_train=int(msg["training_rows"]),
+                 sizes={"matched": len(features), "training": int(msg["training_rows"]),
+                        "brand_table": tables[BRAND], "media_table": tables[MEDIA]})
     if party.role == BRAND:
         optimizer = BoundOptimizer(features[state["train"]], state["l2"], intercept=True, blocks=2)
     else:
@@ -278,30 +317,123 @@ def make_key(party, msg):
     return Message(public_context=public(key.public_context().to_bytes()))
 
 
+def released_per_epoch(role, peer_features):
+    """Values this party's key releases per epoch: the media releases the brand's gradient
+    (features and intercept) and the validation Brier score; the brand, the media's gradient."""
+    return peer_features + 2 if role == MEDIA else peer_features
+
+
+def brand_gradient_bound(sizes, quantiles):
+    """Public bound on the brand's masked release: its gradient and the validation Brier score.
+
+    The gradient's columns are brand features over training users (:func:`
+    fedscore.vertical_lr.encoded_column_bound`), the Brier column is at most one per
+    matched user; the coefficients and ``u`` are bounded from the quantiles.
+    """
+    column = max(encoded_column_bound(sizes["training"], sizes["brand_table"]), sizes["matched"])
+    return split_product_bound(column, quantiles)
+
+
+def media_gradient_bound(sizes, quantiles):
+    """Public bound on the media's gradient: media features over every matched user."""
+    return split_product_bound(encoded_column_bound(sizes["matched"], sizes["media_table"]), quantiles)
+
+
+def kept_weights(optimizer, evaluated, best_epoch):
+    """The weights a party's block of the model keeps after training.
+
+    ``evaluated`` are the look-ahead weights the best epoch's validation score measured.
+    When that epoch is the last one trained, the score was still improving and its step
+    is kept too (the weights after it, which no score measured); otherwise training went
+    on past the best epoch and its evaluated weights are restored. Both parties apply
+    the rule to the same best epoch, so their blocks stay from the same model.
+    """
+    return optimizer.weights_ if best_epoch == optimizer.n_steps_ - 1 else evaluated
+
+
+def _peer(role):
+    return MEDIA if role == BRAND else BRAND
+
+
+class EarlyStopping:
+    """The brand's patience rule on the validation Brier score, one score per epoch.
+
+    Parameters
+    ----------
+    patience : int
+    validation_users : int
+        With none, every epoch counts as the best (the last weights are kept) and only
+        the epoch limit and convergence stop training.
+
+    Attributes
+    ----------
+    best_epoch_ : int
+    history_ : list of float
+        Mean validation Brier score of each epoch (at the weights the epoch evaluated).
+    """
+
+    def __init__(self, patience, validation_users):
+        self.patience = int(patience)
+        self.validation_users = int(validation_users)
+        self.best_epoch_ = 0
+        self.history_ = []
+
+    def update(self, brier_sum):
+        """Record an epoch's summed Brier score; return whether it is the best so far."""
+        epoch = len(self.history_)
+        if self.validation_users == 0:
+            self.history_.append(float("nan"))
+            self.best_epoch_ = epoch
+            return True
+        score = float(brier_sum) / self.validation_users
+        self.history_.append(score)
+        if epoch == 0 or score < self.history_[self.best_epoch_] - EARLY_STOPPING_MIN_DELTA:
+            self.best_epoch_ = epoch
+            return True
+        return False
+
+    @property
+    def stop(self):
+        """Whether ``patience`` epochs have passed without improvement."""
+        return len(self.history_) - 1 - self.best_epoch_ >= self.patience
+
+
 # --- media steps ----------------------------------------------------------------------------
 
 @party_step("propensity.media_logits")
 def media_logits(party, msg):
-    """First epoch: the brand's public key arrives; send ``[[z_m]]`` at the look-ahead weights."""
+    """First epoch: the brand's public key arrives; send ``[[u]]`` at the look-ahead weights."""
     state = party.state["propensity"]
     state["peer_context"] = load_context(msg["public_context"])
-    return _logits_message(state)
+    state["snapshots"] = []
+    return _logits_message(party)
 
 
-def _logits_message(state, **extra):
-    """``[[u]]`` and ``[[u²]]`` under the media's own key, and the quantiles of ``z_m``.
+def _logits_message(party, **extra):
+    """``[[u]]`` and ``[[u²]]`` under the media's own key, and the quantiles of ``z_m`` sealed for the brand.
 
     ``u`` is the media's partial logit at its look-ahead weights, centred and clipped to
-    its quantile range (:func:`fedscore.vertical_lr.centred_media_logit`).
+    its quantile range (:func:`fedscore.vertical_lr.centred_media_logit`). The
+    look-ahead weights are kept: they are the ones this epoch's validation score
+    measures, and the brand may choose them as the best.
     """
-    z = state["features"] @ state["optimizer"].lookahead
+    state = party.state["propensity"]
+    weights = state["optimizer"].lookahead
+    z = state["features"] @ weights
     quantiles = media_quantiles(z)
-    u = centred_media_logit(z, quantiles)
-    state.update(u=u, u_bound=float(max(np.max(np.abs(u)), 1e-12)))
+    state.update(u=centred_media_logit(z, quantiles), quantiles=quantiles)
+    epoch = len(state["snapshots"])
+    state["snapshots"].append(weights.copy())
     key = state["key"]
+    u = state["u"]
     return Message(media_logit=ciphertext(encrypt_scaled(key, u).to_bytes()),
                    media_logit_squared=ciphertext(encrypt_scaled(key, u * u).to_bytes()),
-                   quantiles=aggregate(quantiles), **extra)
+                   quantiles=ciphertext(seal_values(party, quantiles, _quantile_label(epoch))), **extra)
+
+
+def _quantile_label(epoch):
+    """The peer-channel label of an epoch's quantiles: a payload cannot be replayed into another epoch."""
+    return f"propensity.quantiles.{epoch}"
 
 
 @party_step("propensity.media_round")
@@ -311,69 +443,78 @@ def media_round(party, msg):
     The media's gradient is ``X_mᵀ r`` with ``r = c0 + c1 u + c2 u²`` (zero outside the
     brand's training users), computed as ``X_mᵀ[[c0]] + (X_m ⊙ u)ᵀ[[c1]] + (X_m ⊙ u²)ᵀ[[c2]]``
     with CKKS (each product one plaintext multiplication deep) or from ``[[r]]`` directly
-    with Paillier (no depth limit, a third of the products).
+    with Paillier (no depth limit, a third of the products). Both bounds -- the one it
+    releases against and the one it masks with -- come from the sizes and its quantiles.
     """
     state = party.state["propensity"]
-    key = state["key"]
-    released = _release(key, key.load_vector(msg["brand_gradient"]), msg["release_bound"], msg["message_bound"])
+    key, quantiles, sizes = state["key"], state["quantiles"], state["sizes"]
+    u_bound = media_logit_bound(quantiles)
+    released = release(key, key.load_vector(msg["brand_gradient"]),
+                       masked_release_bound(key.scheme, brand_gradient_bound(sizes, quantiles)),
+                       message_bound(key.scheme, max(u_bound, u_bound**2)))
     context = state["peer_context"]
     blobs = msg["coefficients"]
     if len(blobs) != 3:
         raise ProtocolError(f"expected 3 encrypted coefficient vectors, got {len(blobs)}")
     c0, c1, c2 = (context.load_vector(blob) for blob in blobs)
     features, u = state["features"], state["u"]
-    bound = float(msg["coefficient_bound"])
-    residual_bound = bound * (1.0 + state["u_bound"] + state["u_bound"] ** 2)
+    b0, b1, b2 = split_coefficient_bounds(quantiles)
     if context.scheme == "ckks":
-        terms = [(c0, features, bound), (c1, features * u[:, None], bound),
-                 (c2, features * (u * u)[:, None], bound)]
+        terms = [(c0, features, b0), (c1, features * u[:, None], b1), (c2, features * (u * u)[:, None], b2)]
     else:
-        terms = [(c0 + c1 * u + c2 * (u * u), features, residual_bound)]
-    product, shift, product_bound = encrypted_products(terms)
-    masked_product, state["mask"], release_bound = mask(product, product_bound)
+        terms = [(c0 + c1 * u + c2 * (u * u), features, b0 + b1 * u_bound + b2 * u_bound**2)]
+    product, shift, product_bound = encrypted_products(terms, bound=media_gradient_bound(sizes, quantiles))
+    masked_product, state["mask"], _ = mask(product, product_bound)
     state["shift"] = shift
     return Message(brand_gradient=ciphertext(seal_values(party, released, "propensity.media_round")),
-                   media_gradient=ciphertext(masked_product.to_bytes()), release_bound=public(release_bound),
-                   message_bound=public(message_bound(context.scheme, residual_bound)))
+                   media_gradient=ciphertext(masked_product.to_bytes()))
 
 
 @party_step("propensity.media_update")
 def media_update(party, msg):
-    """Unmask the media's gradient, step, and send ``[[z_m]]`` for the next epoch."""
+    """Unmask the media's gradient, step, and send ``[[u]]`` for the next epoch."""
     state = party.state["propensity"]
     released = open_values(party, msg["media_gradient"], "propensity.brand_update")
     gradient = unmask(released, state.pop("mask"), state["shift"]) / state["n_train"]
     step = state["optimizer"].step(gradient)
-    return _logits_message(state, converged=control(step < CONVERGENCE_TOL))
+    return _logits_message(party, converged=control(step < CONVERGENCE_TOL))
 
 
 @party_step("propensity.rank_encrypt")
 def rank_encrypt(party, msg):
-    """Write the media's model; encrypt each user's final ``z_m`` on its own under a Paillier key.
+    """Write the media's model (the best epoch's weights); encrypt each user's ``z_m`` on its own under Paillier.
 
     One ciphertext per user, so that the brand can shuffle them: CKKS packs thousands of
     users into the slots of one ciphertext, which cannot be permuted without rotation keys.
     """
     state = party.state["propensity"]
-    weights = state["optimizer"].weights_
+    best_epoch = int(msg["best_epoch"])
+    if not 0 <= best_epoch < len(state["snapshots"]):
+        raise ProtocolError(f"best epoch {best_epoch} out of range")
+    weights = kept_weights(state["optimizer"], state["snapshots"][best_epoch], best_epoch)
     encoder = state["encoder"]
     model = {"kind": "propensity", "party": "media", "feature_names": encoder["feature_names"],
              "coef": weights.tolist(), "encoder": encoder}
     (Path(party.config["out"]) / "model.json").write_text(json.dumps(model, indent=2) + "\n")
-    z = state["features"] @ weights
+    z = np.clip(state["features"] @ weights, -RANK_LOGIT_LIMIT, RANK_LOGIT_LIMIT)
     key = create_key("paillier", paillier_key_bits=msg["paillier_key_bits"])
     state["rank_key"] = key
     blobs = [key.encrypt([value]).to_bytes() for value in z]
-    bound = 2.0 ** math.ceil(math.log2(max(float(np.max(np.abs(z))), 1.0)))
-    return Message(public_context=public(key.public_context().to_bytes()), media_logits=ciphertext(blobs),
-                   logit_bound=public(bound))
+    return Message(public_context=public(key.public_context().to_bytes()), media_logits=ciphertext(blobs))
+
+
+def rank_release_bound(exact_scores):
+    """Public bound on ``|a (z_b + z_m) + b|`` with both partial logits clipped to :data:`RANK_LOGIT_LIMIT`."""
+    if exact_scores:
+        return 2 * RANK_LOGIT_LIMIT
+    return 2.0 ** RANK_SCALE_BITS[1] * 2 * RANK_LOGIT_LIMIT + 2.0 ** RANK_OFFSET_BITS
 
 
 @party_step("propensity.rank_reveal")
 def rank_reveal(party, msg):
     """Decrypt the shuffled, affinely masked scores and rank them (or, with exact scores, return them)."""
     key = party.state["propensity"]["rank_key"]
-    bound = float(msg["release_bound"])
+    bound = rank_release_bound(bool(msg["exact_scores"]))
     values = np.array([key.decrypt_release(key.load_vector(blob), bound)[0] for blob in msg["scores"]])
     result = values if msg["exact_scores"] else rankdata(values)
     return Message(ranks=ciphertext(seal_values(party, result, "propensity.rank_reveal")))
@@ -390,7 +531,7 @@ def peer_key(party, msg):
 
 @party_step("propensity.brand_round")
 def brand_round(party, msg):
-    """Send the residual's coefficients under the brand's key and the brand's gradient under the media's.
+    """Send the residual's coefficients under the brand's key, and its gradient and validation score under the media's.
 
     With ``z_b`` the brand's partial logit at its look-ahead weights and ``a0, a1, a2``
     from :func:`fedscore.vertical_lr.split_sigmoid`, the residual of user ``i`` is
@@ -398,62 +539,73 @@ def brand_round(party, msg):
     ``c2 = w a2``, where ``w`` is 1 for training users and 0 for the others (validation
     users, users to score): the media computes over every matched user and never learns
     which are which. The brand's gradient ``X_bᵀ r`` is computed under the media's key from
-    ``[[u]]`` and ``[[u²]]``.
+    ``[[u]]`` and ``[[u²]]``, with one more output: ``Σ v_i (d0_i + d1_i u_i + d2_i u_i²)``,
+    the validation users' (``v_i = 1``) Brier score from
+    :func:`fedscore.vertical_lr.split_brier`, at no extra message.
     """
     state = party.state["propensity"]
     context = state["peer_context"]
-    design = BoundOptimizer.design(state["features"], True)
-    z_b = design @ state["optimizer"].lookahead
-    quantiles = np.asarray(msg["quantiles"], dtype=float)
+    epoch = state["optimizer"].n_steps_
+    quantiles = open_values(party, msg["quantiles"], _quantile_label(epoch))
     if quantiles.ndim != 1 or len(quantiles) < 3 or not np.all(np.isfinite(quantiles)):
         raise ProtocolError("the media's logit quantiles are malformed")
+    design = BoundOptimizer.design(state["features"], True)
+    lookahead = state["optimizer"].lookahead
+    z_b = design @ lookahead
     weight = state["train"].astype(float)
     coefficients = split_sigmoid(z_b, quantiles) * weight[:, None]
     coefficients[:, 0] -= weight * state["labels"]
-    coefficient_bound = float(max(np.max(np.abs(coefficients)), 1e-12))
-    u_bound = float(np.max(np.abs(quantiles - quantiles.mean())))
+    brier = split_brier(z_b, state["labels"], quantiles) * state["validation"].astype(float)[:, None]
+    u_bound = media_logit_bound(quantiles)
+    b0, b1, b2 = split_coefficient_bounds(quantiles)
     u, u_squared = context.load_vector(msg["media_logit"]), context.load_vector(msg["media_logit_squared"])
     product, shift, bound = encrypted_products(
-        [(u, design * coefficients[:, 1:2], u_bound), (u_squared, design * coefficients[:, 2:3], u_bound**2)],
-        plain=design.T @ coefficients[:, 0])
-    masked_product, state["mask"], release_bound = mask(product, bound)
-    state["shift"] = shift
+        [(u, np.column_stack([design * coefficients[:, 1:2], brier[:, 1]]), u_bound),
+         (u_squared, np.column_stack([design * coefficients[:, 2:3], brier[:, 2]]), u_bound**2)],
+        bound=brand_gradient_bound(state["sizes"], quantiles),
+        plain=np.append(design.T @ coefficients[:, 0], brier[:, 0].sum()))
+    masked_product, state["mask"], _ = mask(product, bound)
+    state.update(shift=shift, quantiles=quantiles, evaluated=lookahead.copy())
     key = state["key"]
     encrypted = [encrypt_scaled(key, coefficients[:, k]).to_bytes() for k in range(3)]
-    return Message(coefficients=ciphertext(encrypted), gradient=ciphertext(masked_product.to_bytes()),
-                   release_bound=public(release_bound),
-                   message_bound=public(message_bound(context.scheme, max(u_bound, u_bound**2))),
-                   coefficient_bound=public(coefficient_bound))
+    return Message(coefficients=ciphertext(encrypted), gradient=ciphertext(masked_product.to_bytes()))
 
 
 @party_step("propensity.brand_update")
 def brand_update(party, msg):
-    """Unmask the brand's gradient and step; release the media's masked gradient."""
+    """Unmask the brand's gradient and validation score, step, decide on early stopping; release the media's gradient."""
     state = party.state["propensity"]
     released = open_values(party, msg["brand_gradient"], "propensity.media_round")
-    gradient = unmask(released, state.pop("mask"), state["shift"]) / state["n_train"]
-    step = state["optimizer"].step(gradient)
-    key = state["key"]
-    media_gradient = _release(key, key.load_vector(msg["media_gradient"]), msg["release_bound"],
-                              msg["message_bound"])
+    values = unmask(released, state.pop("mask"), state["shift"])
+    stopping = state["stopping"]
+    if stopping.update(values[-1]):
+        state["best_weights"] = state.pop("evaluated")
+    step = state["optimizer"].step(values[:-1] / state["n_train"])
+    key, quantiles = state["key"], state["quantiles"]
+    media_gradient = release(key, key.load_vector(msg["media_gradient"]),
+                             masked_release_bound(key.scheme, media_gradient_bound(state["sizes"], quantiles)),
+                             message_bound(key.scheme, max(split_coefficient_bounds(quantiles))))
     return Message(media_gradient=ciphertext(seal_values(party, media_gradient, "propensity.brand_update")),
-                   converged=control(step < CONVERGENCE_TOL))
+                   converged=control(step < CONVERGENCE_TOL), stop=control(stopping.stop),
+                   best_epoch=control(stopping.best_epoch_))
 
 
 @party_step("propensity.rank_mask")
 def rank_mask(party, msg):
     """Add ``z_b``, map ``z → a z + b`` (``a > 0``) and shuffle, for the validation users and users to score.
 
-    Only those users are sent (not the training users), shuffled with a permutation
-    drawn from the OS generator; the media learns how many, not which.
+    Both partial logits are those of the best epoch, each clipped to
+    :data:`RANK_LOGIT_LIMIT`. Only the validation users and users to score are sent
+    (not the training users), shuffled with a permutation drawn from the OS generator;
+    the media learns how many, not which.
     """
     state = party.state["propensity"]
     context = load_context(msg["public_context"])
     blobs = msg["media_logits"]
     if len(blobs) != len(state["features"]):
         raise ProtocolError(f"received {len(blobs)} encrypted scores for {len(state['features'])} matched users")
-    weights = state["optimizer"].weights_
-    z_b = BoundOptimizer.design(state["features"], True) @ weights
+    weights = kept_weights(state["optimizer"], state["best_weights"], state["stopping"].best_epoch_)
+    z_b = np.clip(BoundOptimizer.design(state["features"], True) @ weights, -RANK_LOGIT_LIMIT, RANK_LOGIT_LIMIT)
     rows = np.flatnonzero(state["validation"] | state["to_score"])
     if msg["exact_scores"]:
         scale, offset = 1.0, 0.0
@@ -465,9 +617,8 @@ def rank_mask(party, msg):
     shuffled = rows[permutation]
     scores = [(context.load_vector(blobs[i]) * scale + (scale * z_b[i] + offset)).to_bytes() for i in shuffled]
     state.update(ranked_rows=shuffled, brand_logits=z_b)
-    bound = scale * (float(msg["logit_bound"]) + float(np.max(np.abs(z_b)))) + abs(offset)
     _write_brand_model(party, state, weights)
-    return Message(scores=ciphertext(scores), release_bound=public(2 * bound), rows=size(len(rows)))
+    return Message(scores=ciphertext(scores), rows=size(len(rows)))
 
 
 @party_step("propensity.finish")
@@ -492,6 +643,7 @@ def finish(party, msg):
     count = min(len(frame), value if kind == "count" else max(1, round(value * len(frame))))
     frame.head(count).to_csv(out / "top.csv", index=False)
     y_val, s_val = labels[validation], order_value[validation]
+    stopping = state["stopping"]
     report = {
         "matched_users": int(len(labels)), "training_users": int(state["train"].sum()),
         "validation": {"users": int(validation.sum()), "positives": int(y_val.sum()), "auc": auc(y_val, s_val),
@@ -502,6 +654,10 @@ def finish(party, msg):
         "score": "calibrated probability (exact scores)" if msg["exact_scores"] else
         "percentile of the joint model's score among the users scored (1 = highest)",
         "epochs_run": int(state["optimizer"].n_steps_),
+        "early_stopping": {"best_epoch": int(stopping.best_epoch_), "patience": stopping.patience,
+                           "validation_brier": [round(v, 6) for v in stopping.history_],
+                           "note": "mean Brier score of the validation users at each epoch's weights, from the "
+                                   "split-sigmoid approximation; the ranking uses the best epoch's weights"},
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return Message()
@@ -512,12 +668,6 @@ def _write_brand_model(party, state, weights):
     model = {"kind": "propensity", "party": "brand", "feature_names": encoder["feature_names"],
              "coef": weights[:-1].tolist(), "intercept": float(weights[-1]), "l2": state["l2"], "encoder": encoder}
     (Path(party.config["out"]) / "model.json").write_text(json.dumps(model, indent=2) + "\n")
-
-
-def _release(key, vector, release_bound, bound_of_messages):
-    if key.scheme == "ckks":
-        return key.decrypt_release(vector, float(release_bound), float(bound_of_messages))
-    return key.decrypt_release(vector, float(release_bound))
 
 
 # --- library API ----------------------------------------------------------------------------
@@ -548,10 +698,10 @@ class PropensityResult:
     summary: dict
 
 
-def propensity(brand, media, *, id_column, label_column, out, backend="ckks", epochs=DEFAULT_EPOCHS, top=DEFAULT_TOP,
-               exact_scores=False, l2=DEFAULT_L2, id_kind="auto", validation_fraction=VALIDATION_FRACTION,
-               min_intersection=PSI_MIN_INTERSECTION, random_state=None, paillier_key_bits=None, engine="local",
-               overwrite=False):
+def propensity(brand, media, *, id_column, label_column, out, backend="ckks", epochs=DEFAULT_EPOCHS,
+               patience=DEFAULT_PATIENCE, top=DEFAULT_TOP, exact_scores=False, l2=DEFAULT_L2, id_kind="auto",
+               validation_fraction=VALIDATION_FRACTION, min_intersection=PSI_MIN_INTERSECTION, random_state=None,
+               paillier_key_bits=None, engine="local", overwrite=False, resume=False, timeout=600.0):
     """Train a joint propensity model on brand and media features and rank the brand's unlabelled users.
 
     Parameters
@@ -564,7 +714,11 @@ def propensity(brand, media, *, id_column, label_column, out, backend="ckks", ep
     out : path
     backend : {"ckks", "paillier"}
     epochs : int
-        Full-batch epochs at most (training stops earlier once both parties' steps are tiny).
+        Full-batch epochs at most (training stops earlier once both parties' steps are
+        tiny, or by early stopping).
+    patience : int
+        Early stopping: stop after this many epochs without a better validation Brier
+        score; the best epoch's weights are kept.
     top : str
         Size of ``brand/top.csv``: a percentage (``"10%"``) or a count.
     exact_scores : bool
@@ -578,6 +732,10 @@ def propensity(brand, media, *, id_column, label_column, out, backend="ckks", ep
         Shorter Paillier keys for tests only (warns).
     engine : {"local", "simulation", "deployment"}
     overwrite : bool
+    resume : bool
+        Go on from the checkpoint a failed attempt of the same run left beside ``out``.
+    timeout : float
+        Seconds to wait for a party's reply before the run stops, naming it.
 
     Returns
     -------
@@ -593,7 +751,8 @@ def propensity(brand, media, *, id_column, label_column, out, backend="ckks", ep
 
     out = Path(out)
     options = {"id_column": id_column, "label_column": label_column, "id_kind": id_kind, "backend": backend,
-               "epochs": int(epochs), "l2": float(l2), "top": str(top), "exact_scores": bool(exact_scores),
+               "epochs": int(epochs), "patience": int(patience), "l2": float(l2), "top": str(top),
+               "exact_scores": bool(exact_scores),
                "validation_fraction": float(validation_fraction), "min_intersection": int(min_intersection),
                "random_state": random_state, "paillier_key_bits": paillier_key_bits}
     check_options(options)
@@ -606,7 +765,8 @@ def propensity(brand, media, *, id_column, label_column, out, backend="ckks", ep
             else:
                 paths[role] = Path(table).resolve()
         parties = {role: {"data": str(path)} for role, path in paths.items()}
-        summary = run_job("propensity", options, parties, out, engine=engine, overwrite=overwrite)
+        summary = run_job("propensity", options, parties, out, engine=engine, overwrite=overwrite, resume=resume,
+                          timeout=timeout)
     return read_result(out, summary)
 
 

@@ -426,7 +426,7 @@ class PSIResult:
 
 
 def psi(brand, media, *, id_column, out, mode="both", id_kind="auto", min_intersection=0,
-        engine="local", overwrite=False, timeout=600.0):
+        engine="local", overwrite=False, timeout=600.0, resume=False):
     """Match the brand's and the media's IDs without either seeing the other's other IDs.
 
     Parameters
@@ -445,6 +445,8 @@ def psi(brand, media, *, id_column, out, mode="both", id_kind="auto", min_inters
     overwrite : bool
     timeout : float
         Seconds to wait for a party's reply before the run stops naming it.
+    resume : bool
+        Go on from the checkpoint a failed attempt of the same run left beside ``out``.
 
     Returns
     -------
@@ -464,7 +466,8 @@ def psi(brand, media, *, id_column, out, mode="both", id_kind="auto", min_inters
                    MEDIA: {"data": str(as_table_file(media, Path(tmp) / "media.csv"))}}
         options = {"mode": mode, "id_column": id_column, "id_kind": id_kind,
                    "min_intersection": int(min_intersection)}
-        summary = run_job("psi", options, parties, out, engine=engine, overwrite=overwrite, timeout=timeout)
+        summary = run_job("psi", options, parties, out, engine=engine, overwrite=overwrite, timeout=timeout,
+                          resume=resume)
     if mode == "both":
         brand_ids, media_ids = (pd.read_csv(out / role / "intersection.csv", dtype=str, keep_default_na=False)
                                 for role in (BRAND, MEDIA))

@@ -215,6 +215,7 @@ def run_horizontal_lr(coordinator, options):
     # 4. finish: every party decrypts the final sum and writes its own outputs
     request = Message(round=control(opts["rounds"]), model_sum=ciphertext(model_sum))
     replies = coordinator.exchange({r: (STEP + "finish", request) for r in roles}, allow_missing=True)
+    _check_enough(coordinator, roles, replies, opts["min_parties"], "finish")
     releases = opts["rounds"] * opts["local_steps"]
     return {
         "job": "horizontal_lr",
@@ -577,7 +578,10 @@ class HorizontalLogisticRegression:
     proximal_mu : float
         FedProx proximal term; 0 is plain FedAvg.
     dp_epsilon : float, optional
-        Turn on differential privacy with this total epsilon (per party, per row).
+        Turn on differential privacy with this total epsilon: per-row DP-SGD at each
+        party (each local gradient step clips every row's gradient and adds Gaussian
+        noise before the update is encrypted), protecting any one row of any party. Not
+        party-level DP: see ``protocols/scoring_horizontal.md`` for why.
     dp_delta : float
     clip_norm : float
         Per-row gradient clipping norm under DP.
@@ -630,7 +634,8 @@ class HorizontalLogisticRegression:
         self.min_parties = min_parties
         self.validation_fraction = validation_fraction
 
-    def fit(self, parties, *, id_column, label_column, out_dir, key_dir=None, engine="local", overwrite=False):
+    def fit(self, parties, *, id_column, label_column, out_dir, key_dir=None, engine="local", overwrite=False,
+            resume=False, timeout=600.0):
         """Train on the parties' files; write every party's outputs under ``out_dir``.
 
         Parameters
@@ -648,6 +653,12 @@ class HorizontalLogisticRegression:
             for this run in a private temporary folder and deleted afterwards.
         engine : {"local", "simulation", "deployment"}
         overwrite : bool
+        resume : bool
+            Go on from the checkpoint a failed attempt of the same run left beside
+            ``out_dir`` (:mod:`fedscore.runtime.checkpoint`).
+        timeout : float
+            Seconds to wait for a party's answer before the run stops, naming it.
+            Needs ``key_dir``: a run with a fresh key of its own cannot be resumed.
 
         Returns
         -------
@@ -671,7 +682,8 @@ class HorizontalLogisticRegression:
                 "clip_norm": self.clip_norm, "learning_rate": self.learning_rate, "min_parties": self.min_parties,
                 "validation_fraction": self.validation_fraction,
             }
-            self.summary_ = run_job("horizontal_lr", options, configs, out_dir, engine=engine, overwrite=overwrite)
+            self.summary_ = run_job("horizontal_lr", options, configs, out_dir, engine=engine, overwrite=overwrite,
+                                    resume=resume, timeout=timeout)
         self._collect(Path(out_dir))
         return self
 

@@ -15,22 +15,25 @@ The rounds are
    count, for the global standardisation (every party standardises with the same
    global mean and standard deviation, as a centralised KMeans on the pooled table
    would);
-2. ``segment_horizontal.local_centers``: each party's local KMeans centroids (sums and
-   counts of local clusters of at least ``min_segment_size`` rows), from which every
-   party computes the same weighted k-means++ initialisation;
+2. ``segment_horizontal.local_centers``: proposals for the initial centroids, from
+   which every party computes the same weighted k-means++ initialisation. Without DP,
+   each party's local KMeans centroids (sums and counts of its local clusters of at
+   least ``min_proposal_size`` rows); with DP, the sums and counts of every party's
+   rows in public random cells, noised like any other release;
 3. ``segment_horizontal.cluster_sums``, repeated: per-cluster sums and counts of the
    party's rows assigned to the current centroids, from which every party computes the
-   next centroids (Lloyd's algorithm).
+   next centroids (Lloyd's algorithm);
+4. ``segment_horizontal.finish``: the sums and counts of the final assignment, whose
+   counts are the segment sizes written next to the segments.
 
-Optional differential privacy adds Gaussian noise to each party's sums and counts of
-rounds 2 and 3 (rows clipped in standardised units), calibrated with the Rényi
+Optional differential privacy adds Gaussian noise to every value each party releases
+in rounds 2 to 4 (rows clipped in standardised units), calibrated with the Rényi
 accountant of :mod:`fedscore.dp`. With two parties, the sum minus one's own share *is*
 the other's share: encryption hides nothing between them, and the job warns.
 """
 
 import json
 import math
-import secrets
 import time
 import warnings
 from pathlib import Path
@@ -60,6 +63,25 @@ TWO_PARTY_WARNING = (
 LOCAL_N_INIT = 4
 """k-means++ restarts of each party's local KMeans (its proposal of initial centroids)."""
 
+PROPOSAL_MIN_ROWS = 10
+"""Fewest rows of a local cluster whose centroid a party proposes (without DP the proposal
+is that cluster's exact mean, seen by every other party)."""
+PROPOSAL_SHARE_OF_CLUSTER = 0.5
+"""Default proposal threshold: half a party's average local cluster (``rows / k``), between
+:data:`PROPOSAL_MIN_ROWS` and :data:`~fedscore.params.MIN_SEGMENT_SIZE`. A fixed threshold
+of 50 rows left parties of 44 rows (wholesale customers over 10 parties) with nothing to
+propose; half the average cluster leaves every party of at least ``10 k`` rows at least one
+proposal, since its largest local cluster holds at least ``rows / k``."""
+
+DP_INIT_CELLS_PER_CLUSTER = 4
+"""With DP, rows are counted in ``4 k`` public random cells (standard normal points in the
+standardised space, from the common seed): enough cells for a weighted k-means++ to find
+``k`` well-spread ones, few enough that each holds many rows next to the noise."""
+DP_INIT_MIN_COUNT = 1.0
+"""With DP, cells whose noisy count is below one row, or below the standard deviation of
+the noise on an aggregated count, are left out of the initialisation: their means would be
+mostly noise (post-processing of the noisy release: no privacy cost)."""
+
 _KEY_LABEL = "segment_horizontal.key"
 
 
@@ -75,7 +97,8 @@ def run_horizontal_kmeans(coordinator, options):
     coordinator : fedscore.runtime.Coordinator
     options : dict
         ``id_column``, ``k``; optional ``exclude``, ``max_iter``, ``tol``,
-        ``min_segment_size``, ``dp_epsilon``, ``dp_delta``, ``dp_clip``,
+        ``min_proposal_size`` (None: each party's own default, see
+        :func:`_proposal_threshold`), ``dp_epsilon``, ``dp_delta``, ``dp_clip``,
         ``random_state``.
 
     Returns
@@ -101,8 +124,7 @@ def run_horizontal_kmeans(coordinator, options):
     epsilon = options.get("dp_epsilon")
     delta = float(options.get("dp_delta", dp.DEFAULT_DELTA))
     if epsilon is not None:
-        # one release of local centroids, then at most max_iter releases of cluster sums
-        noise["dp_noise_multiplier"] = public(dp.noise_multiplier(float(epsilon), max_iter + 1, delta))
+        noise["dp_noise_multiplier"] = public(dp.noise_multiplier(float(epsilon), _releases(max_iter), delta))
 
     setup = coordinator.exchange({role: ("segment_horizontal.setup", Message(
         id_column=public(options["id_column"]), exclude=public(list(options.get("exclude", []))),
@@ -124,10 +146,11 @@ def run_horizontal_kmeans(coordinator, options):
 
     common = {
         "roles": public(roles), "k": public(k), "tol": public(float(options.get("tol", DEFAULT_TOL))),
-        "min_segment_size": public(int(options.get("min_segment_size", MIN_SEGMENT_SIZE))),
+        "min_proposal_size": public(None if options.get("min_proposal_size") is None
+                                    else int(options["min_proposal_size"])),
         # every party seeds the shared k-means++ alike: the seed must be common
         "random_state": public(int(options["random_state"]) if options.get("random_state") is not None
-                               else secrets.randbelow(2**31)),
+                               else coordinator.random_seed % 2**31),
         "dp_clip": public(options.get("dp_clip")), **noise,
     }
     stats = coordinator.exchange({role: ("segment_horizontal.column_stats", Message(**(
@@ -153,11 +176,13 @@ def run_horizontal_kmeans(coordinator, options):
             n_iter += 1
             converged = verdicts.pop()
         iteration_times.append(time.perf_counter() - t0)
+        total = _add(he_public, [sums[r]["sums"] for r in roles])
         if converged or n_iter >= max_iter:
             break
-        total = _add(he_public, [sums[r]["sums"] for r in roles])
         phase = "iterate"
-    coordinator.exchange({role: ("segment_horizontal.finish", Message()) for role in roles})
+    # the last sums hold the sizes of the final assignment, which the parties write out
+    coordinator.exchange({role: ("segment_horizontal.finish", Message(aggregate=ciphertext(total)))
+                          for role in roles})
 
     multiplier = noise["dp_noise_multiplier"].value
     return {
@@ -169,12 +194,17 @@ def run_horizontal_kmeans(coordinator, options):
         "converged": converged,
         "dp": None if epsilon is None else {
             "epsilon_budget": float(epsilon), "delta": delta, "noise_multiplier": multiplier,
-            "epsilon_spent": dp.epsilon_spent(multiplier, n_iter + 1, delta),
+            "epsilon_spent": dp.epsilon_spent(multiplier, _releases(n_iter), delta),
         },
         "warnings": summary_warnings,
         "seconds": round(time.perf_counter() - started, 3),
         "seconds_per_iteration": round(float(np.mean(iteration_times)), 3) if iteration_times else None,
     }
+
+
+def _releases(n_iter):
+    """Noised releases of a run of ``n_iter`` updates: the proposals, ``n_iter + 1`` sums."""
+    return n_iter + 2
 
 
 def _add(context, encrypted):
@@ -230,7 +260,8 @@ def column_stats(party, msg):
     """Receive the shared key (non-leaders) and encrypt per-column sums, sums of squares, count."""
     state = party.state["segment_horizontal"]
     state.update(roles=msg["roles"], k=int(msg["k"]), tol=float(msg["tol"]),
-                 min_segment_size=int(msg["min_segment_size"]), random_state=msg["random_state"],
+                 min_proposal_size=_proposal_threshold(msg["min_proposal_size"], len(state["values"]), int(msg["k"])),
+                 random_state=msg["random_state"],
                  dp_clip=msg["dp_clip"], dp_noise_multiplier=float(msg["dp_noise_multiplier"]))
     if _has(msg, "sealed_key"):
         leader = state["roles"][0]
@@ -246,11 +277,15 @@ def column_stats(party, msg):
 
 @party_step("segment_horizontal.local_centers")
 def local_centers(party, msg):
-    """Standardise with the global statistics; propose local centroids of large enough clusters.
+    """Standardise with the global statistics; propose initial centroids.
 
-    The party's block of the vector (one block per party, zeros elsewhere) holds the
-    sums and counts of its local KMeans clusters of at least ``min_segment_size`` rows;
-    smaller clusters are left out, so no centroid of a handful of users is revealed.
+    Without DP, the party's block of the vector (one block per party, zeros elsewhere)
+    holds the sums and counts of its local KMeans clusters of at least
+    ``min_proposal_size`` rows; smaller clusters are left out, so no centroid of a
+    handful of users is revealed. A local KMeans has no bounded sensitivity, so with DP
+    the proposal is instead every party's sums and counts in the same public random
+    cells (:func:`_dp_cells`): one row moves one cell's sum and count, the sensitivity
+    of every other release, and every value is noised.
     """
     state = party.state["segment_horizontal"]
     d = len(state["columns"])
@@ -264,15 +299,21 @@ def local_centers(party, msg):
     state["mean"], state["scale"] = mean, std
     state["features"] = x = (state["values"] - mean) / std
     k, roles = state["k"], state["roles"]
-    block = np.zeros((k, d + 1))
-    local_k = min(k, len(x))
-    model = KMeans(local_k, n_init=LOCAL_N_INIT, random_state=_seed(state, roles.index(party.role))).fit(x)
-    labels = model.labels_
-    sums, counts = _cluster_sums(state, labels, local_k)
-    large = counts >= state["min_segment_size"]
-    block[:local_k][large] = np.column_stack([sums, counts])[large]
-    vector = np.zeros((len(roles), k, d + 1))
-    vector[roles.index(party.role)] = block + _noise(state, block.shape) * (block[:, -1:] != 0)
+    if state["dp_noise_multiplier"] > 0:
+        cells = _dp_cells(state)
+        labels = np.argmin(((x[:, None, :] - cells[None]) ** 2).sum(axis=2), axis=1)
+        sums, counts = _cluster_sums(state, labels, len(cells))
+        table = np.column_stack([sums, counts])
+        vector = table + _noise(state, table.shape)
+    else:
+        block = np.zeros((k, d + 1))
+        local_k = min(k, len(x))
+        model = KMeans(local_k, n_init=LOCAL_N_INIT, random_state=_seed(state, roles.index(party.role))).fit(x)
+        sums, counts = _cluster_sums(state, model.labels_, local_k)
+        large = counts >= state["min_proposal_size"]
+        block[:local_k][large] = np.column_stack([sums, counts])[large]
+        vector = np.zeros((len(roles), k, d + 1))
+        vector[roles.index(party.role)] = block
     return Message(centers=ciphertext(state["he_key"].encrypt(vector.ravel()).to_bytes()))
 
 
@@ -291,11 +332,16 @@ def cluster_sums(party, msg):
     converged = False
     if msg["phase"] == "init":
         proposals = total.reshape(-1, d + 1)
-        proposals = proposals[proposals[:, -1] >= 0.5]
+        dp_on = state["dp_noise_multiplier"] > 0
+        proposals = proposals[proposals[:, -1] >= (_dp_init_min_count(state) if dp_on else 0.5)]
         if len(proposals) < k:
-            raise InputError(f"only {len(proposals)} local clusters of at least {state['min_segment_size']} users "
-                             f"across the parties, fewer than k = {k}: lower the minimum segment size")
+            what = ("random cells with at least one (noisy) row" if dp_on else
+                    "proposed local clusters (each party proposes clusters of at least its --min-proposal-size rows)")
+            raise InputError(f"only {len(proposals)} {what} across the parties, fewer than k = {k}"
+                             + ("" if dp_on else ": lower --min-proposal-size"))
         points, weights = proposals[:, :d] / proposals[:, -1:], proposals[:, -1]
+        if dp_on:  # a true cell mean of clipped rows lies in the clipping ball; a noisy one may not
+            points = dp.clip_rows(points, _clip(state))
         seeding = KMeans(k, n_init=LOCAL_N_INIT, random_state=_seed(state, len(state["roles"])))
         state["centers"] = seeding.fit(points, sample_weight=weights).cluster_centers_
         state["init_centers"] = state["centers"].copy()
@@ -307,7 +353,7 @@ def cluster_sums(party, msg):
         filled = counts >= 0.5
         new[filled] = table[filled, :d] / counts[filled, None]
         shift = float(((new - state["centers"]) ** 2).sum())
-        state["centers"], state["sizes"] = new, np.maximum(np.round(counts), 0).astype(int)
+        state["centers"] = new
         state["n_iter"] += 1
         converged = shift <= state["tol"]  # standardised features: mean variance 1
     x, centers = state["features"], state["centers"]
@@ -322,15 +368,21 @@ def cluster_sums(party, msg):
 
 @party_step("segment_horizontal.finish")
 def finish(party, msg):
-    """Write this party's segments and the aggregate centroids (identical at every party)."""
+    """Write this party's segments and the aggregate centroids (identical at every party).
+
+    The sizes come from ``aggregate``, the pooled counts of the assignment this party
+    writes to ``segments.csv`` (the last one, made with the final centroids): without
+    DP they are exactly the numbers of rows of each segment over all parties' files.
+    """
     state = party.state["segment_horizontal"]
+    k, d = state["k"], len(state["columns"])
+    counts = state["he_key"].decrypt(state["he_key"].load_vector(msg["aggregate"])).reshape(k, d + 1)[:, -1]
     out = Path(party.config["out"])
     pd.DataFrame({state["id_column"]: state["ids"], "segment": state["labels"]}).to_csv(
         out / "segments.csv", index=False)
-    k = state["k"]
     raw = state["centers"] * state["scale"] + state["mean"]
     centroids = pd.DataFrame(raw, columns=state["columns"])
-    centroids.insert(0, "size", state.get("sizes", np.bincount(state["labels"], minlength=k)))
+    centroids.insert(0, "size", np.maximum(np.round(counts), 0).astype(int))
     centroids.insert(0, "segment", np.arange(k))
     centroids.to_csv(out / "centroids.csv", index=False)
     model = {
@@ -374,6 +426,20 @@ def _seed(state, index):
     return (int(base) * 1009 + index) % 2**32
 
 
+def _proposal_threshold(option, rows, k):
+    """Fewest rows of a local cluster this party proposes: the option, or a share of its clusters."""
+    if option is not None:
+        return int(option)
+    share = math.ceil(PROPOSAL_SHARE_OF_CLUSTER * rows / k)
+    return min(max(share, PROPOSAL_MIN_ROWS), MIN_SEGMENT_SIZE)
+
+
+def _dp_cells(state):
+    """The public random cells of the DP initialisation, the same at every party (common seed)."""
+    rng = np.random.default_rng(_seed(state, len(state["roles"]) + 1))
+    return rng.standard_normal((DP_INIT_CELLS_PER_CLUSTER * state["k"], len(state["columns"])))
+
+
 def _cluster_sums(state, labels, k):
     """Per-cluster sums (rows clipped in standardised units when DP is on) and counts."""
     x = state["features"]
@@ -382,6 +448,17 @@ def _cluster_sums(state, labels, k):
     sums = np.zeros((k, x.shape[1]))
     np.add.at(sums, labels, x)
     return sums, np.bincount(labels, minlength=k).astype(float)
+
+
+def _dp_init_min_count(state):
+    """Smallest noisy cell count the DP initialisation uses (:data:`DP_INIT_MIN_COUNT`).
+
+    Every party adds the full noise to its own share, so an aggregated count carries the
+    noise of all parties: standard deviation ``sqrt(parties) * multiplier * sensitivity``.
+    """
+    sensitivity = math.sqrt(4 * _clip(state) ** 2 + 2)
+    spread = math.sqrt(len(state["roles"])) * state["dp_noise_multiplier"] * sensitivity
+    return max(DP_INIT_MIN_COUNT, spread)
 
 
 def _clip(state):
@@ -424,9 +501,10 @@ class HorizontalKMeans:
     max_iter : int
     tol : float
         Stop when the squared centroid shift (standardised units) falls below it.
-    min_segment_size : int
-        A party proposes as initial centroids only its local clusters of at least this
-        many rows.
+    min_proposal_size : int, optional
+        Without DP, a party proposes as initial centroids only its local clusters of at
+        least this many rows. By default each party uses half its average local cluster
+        (``rows / (2 k)``), clipped to ``[10, 50]``.
     dp_epsilon : float, optional
         Total (epsilon, ``dp_delta``) budget of each party's released sums and counts;
         None for no noise.
@@ -460,21 +538,21 @@ class HorizontalKMeans:
     """
 
     def __init__(self, n_clusters=3, *, id_column="id", exclude=(), max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL,
-                 min_segment_size=MIN_SEGMENT_SIZE, dp_epsilon=None, dp_delta=dp.DEFAULT_DELTA, dp_clip=None,
+                 min_proposal_size=None, dp_epsilon=None, dp_delta=dp.DEFAULT_DELTA, dp_clip=None,
                  random_state=None, engine="local"):
         self.n_clusters = n_clusters
         self.id_column = id_column
         self.exclude = exclude
         self.max_iter = max_iter
         self.tol = tol
-        self.min_segment_size = min_segment_size
+        self.min_proposal_size = min_proposal_size
         self.dp_epsilon = dp_epsilon
         self.dp_delta = dp_delta
         self.dp_clip = dp_clip
         self.random_state = random_state
         self.engine = engine
 
-    def fit(self, parties, out=None, *, overwrite=False):
+    def fit(self, parties, out=None, *, overwrite=False, resume=False, timeout=600.0):
         """Run the protocol on each party's table.
 
         Parameters
@@ -483,6 +561,11 @@ class HorizontalKMeans:
             Party name → its table; names become the output folder names.
         out : str or Path, optional
         overwrite : bool
+        resume : bool
+            Go on from the checkpoint a failed attempt of the same run left beside
+            ``out`` (:mod:`fedscore.runtime.checkpoint`).
+        timeout : float
+            Seconds to wait for a party's answer before the run stops, naming it.
 
         Returns
         -------
@@ -492,14 +575,15 @@ class HorizontalKMeans:
             raise InputError("horizontal segmentation needs at least two parties")
         options = {
             "id_column": self.id_column, "k": int(self.n_clusters), "exclude": list(self.exclude),
-            "max_iter": int(self.max_iter), "tol": float(self.tol), "min_segment_size": int(self.min_segment_size),
+            "max_iter": int(self.max_iter), "tol": float(self.tol),
+            "min_proposal_size": None if self.min_proposal_size is None else int(self.min_proposal_size),
             "dp_epsilon": self.dp_epsilon, "dp_delta": float(self.dp_delta), "dp_clip": self.dp_clip,
             "random_state": self.random_state,
         }
         with _run_folder(out) as (work, out_dir):
             configs = {name: {"data": _as_path(table, work / f"{name}.csv")} for name, table in parties.items()}
             self.summary_ = run_job("horizontal_kmeans", options, configs, out_dir, engine=self.engine,
-                                    overwrite=overwrite)
+                                    overwrite=overwrite, resume=resume, timeout=timeout)
             segments = {name: pd.read_csv(out_dir / name / "segments.csv", dtype={self.id_column: str})
                         for name in parties}
             model = json.loads((out_dir / next(iter(parties)) / "model.json").read_text())

@@ -10,12 +10,18 @@ which live here so that neither protocol writes them twice:
 * **Masked release.** The result goes back to the key owner for decryption with a
   uniform random mask added by the party that will use it (:func:`mask`), is decrypted
   with :meth:`~fedscore.he.base.HEContext.decrypt_release` (quantised and, for CKKS,
-  noise-flooded) and unmasked by its owner (:func:`unmask`). The key owner sees only
-  the masked value; the mask owner sees only the released aggregate.
+  noise-flooded; :func:`release`) and unmasked by its owner (:func:`unmask`). The key
+  owner sees only the masked value; the mask owner sees only the released aggregate.
+* **Public bounds.** The scale of a product, the mask's range and the bound the key
+  owner releases against all derive from one bound that the caller builds from public
+  values only -- sizes (:func:`encoded_column_bound`) and, in propensity, the quantiles
+  both parties hold (:func:`split_product_bound`) -- so none of them says anything
+  about the data, and the key owner can recompute them (:func:`masked_release_bound`).
 * **The split-logit sigmoid.** When the logit ``z = z_b + z_m`` is split between the
   parties, nobody can apply the sigmoid to it. :func:`split_sigmoid` is exact in the
   brand's part and quadratic in the media's part, fitted to the quantiles of the
-  media's partial logits (see its Notes for why this beats the Taylor residual).
+  media's partial logits (see its Notes for why this beats the Taylor residual);
+  :func:`split_brier` fits the Brier score the same way, for early stopping.
 * **A local optimiser.** :class:`BoundOptimizer` takes one gradient step per call for
   one party's block of weights, preconditioned with Böhning's bound on the logistic
   Hessian (computable from that party's own features alone).
@@ -30,7 +36,7 @@ precision for the released aggregate, and the mask is drawn from
 ``[-2^CKKS_MASK_BITS, 2^CKKS_MASK_BITS]``, just inside what the ciphertext holds after
 one plaintext multiplication (about 2^59 at the default parameters). What remains
 between the largest possible aggregate and the mask range is the statistical hiding of
-the mask; :func:`encrypted_product` lowers the matrix shift to keep at least
+the mask; :func:`scaled_bound` lowers the matrix shift to keep at least
 :data:`MIN_HIDING_BITS` of it and refuses tables for which even that is impossible.
 Paillier is exact: no shift, and a mask :data:`PAILLIER_MASK_BITS` above the bound.
 Released values travel as float64 in both cases, which is what caps the hiding margin.
@@ -76,6 +82,11 @@ statistical distance 2^-24 from uniform. The plaintext space would take far larg
 masks, but releases come back as float64, whose 53-bit mantissa must hold mask and
 aggregate together: 24 bits of hiding leave ``B 2^-29`` of absolute precision."""
 
+_BOUND_SLACK = 2.0**-40
+"""Relative slack when checking an aggregate against its public bound: floating-point
+column sums may exceed an exact bound in their last bits."""
+
+
 # --- Optimiser ------------------------------------------------------------------------------
 
 LOGISTIC_CURVATURE_BOUND = 0.25
@@ -96,10 +107,6 @@ DEFAULT_L2 = 1e-4
 """L2 penalty on the mean loss (scikit-learn's ``C = 1 / (l2 n)``); the intercept is
 not penalised."""
 
-DEFAULT_L2 = 1e-4
-"""L2 penalty on the mean loss (scikit-learn's ``C = 1 / (l2 n)``); the intercept is
-not penalised."""
-
 _RIDGE_FLOOR = 1e-8
 """Added to the preconditioner's diagonal so that a constant or duplicated column keeps
 it positive definite."""
@@ -108,7 +115,7 @@ it positive definite."""
 
 SPLIT_SIGMOID_POINTS = 64
 """Quantiles of the media's partial logits (at probabilities (j + 1/2) / 64) that the media
-releases each epoch and the split-sigmoid fit uses as its design points."""
+gives the brand each epoch and the split-sigmoid fit uses as its design points."""
 
 
 def create_key(scheme, *, release_budget=None, paillier_key_bits=None):
@@ -149,7 +156,58 @@ def message_bound(scheme, largest):
     return float(largest) * 2.0 ** VALUE_SHIFT_BITS[scheme]
 
 
-def encrypted_product(vector, matrix, value_bound, plain=None):
+def encoded_column_bound(rows_used, rows_fitted):
+    """A bound on ``Σ_i |x_ij|`` over ``rows_used`` rows of any column a party encodes.
+
+    :class:`fedscore.data.FeatureEncoder` divides a numeric column by its population
+    standard deviation over the ``rows_fitted`` rows it was fitted on, so that
+    ``Σ x² = rows_fitted`` there, and a one-hot column has ``Σ x² <= rows_fitted``. For
+    any ``rows_used`` of those rows, Cauchy–Schwarz gives ``Σ |x_ij| <= sqrt(rows_used ·
+    rows_fitted)``, which also covers the intercept's column of ones (``rows_used <=
+    rows_fitted``) and rows shrunk by clipping. Both numbers are sizes the parties
+    already exchange, so a bound built from this one says nothing about the features.
+    """
+    return math.sqrt(float(rows_used) * float(rows_fitted))
+
+
+def scaled_bound(scheme, bound):
+    """Return ``(shift, scaled_bound)`` for an aggregate whose unscaled values are at most ``bound``.
+
+    ``bound`` must be public (derived from sizes and from values both parties hold):
+    the shift and the release bound are functions of it alone, so the key owner can
+    recompute them and nothing about the mask owner's matrix leaks through them. For
+    CKKS the matrix shift is lowered to keep :data:`MIN_HIDING_BITS` between the
+    aggregate and the mask range.
+
+    Raises
+    ------
+    CryptoError
+        For CKKS, when the bound is so large that no matrix shift leaves that margin.
+    """
+    value_shift, matrix_shift = shifts(scheme)
+    bound = max(float(bound), 1.0)
+    if scheme == "ckks":
+        room = CKKS_MASK_BITS - MIN_HIDING_BITS - value_shift - math.log2(bound)
+        matrix_shift = min(matrix_shift, math.floor(room))
+        if matrix_shift < 0:
+            raise CryptoError(
+                f"an aggregate over this many rows (bound {bound:.3g}) cannot be masked with "
+                f"{MIN_HIDING_BITS} bits of hiding under CKKS: use the paillier backend or fewer rows")
+    shift = value_shift + matrix_shift
+    return shift, bound * 2.0 ** shift
+
+
+def masked_release_bound(scheme, bound):
+    """The bound the key owner passes to ``decrypt_release`` for an aggregate masked by :func:`mask`.
+
+    ``bound`` is the public, unscaled bound of :func:`scaled_bound`; the result is the
+    mask's radius plus the scaled aggregate bound, a function of public values only.
+    """
+    _, scaled = scaled_bound(scheme, bound)
+    return _mask_radius(scheme, scaled) + scaled
+
+
+def encrypted_product(vector, matrix, value_bound, *, bound, plain=None):
     """Return ``matrix.T @ vector`` encrypted, and the scale it carries.
 
     Parameters
@@ -160,8 +218,10 @@ def encrypted_product(vector, matrix, value_bound, plain=None):
     matrix : numpy.ndarray, shape (vector.size, d)
         The caller's plaintext.
     value_bound : float
-        A bound on ``|v_i|`` of the unscaled encrypted values; with the column sums of
-        ``|matrix|`` it bounds every output.
+        A bound on ``|v_i|`` of the unscaled encrypted values.
+    bound : float
+        A public bound on every unscaled output (see :func:`scaled_bound`), for
+        example ``value_bound`` times :func:`encoded_column_bound`.
     plain : numpy.ndarray, shape (d,), optional
         A plaintext term added to the product (scaled the same way).
 
@@ -171,19 +231,21 @@ def encrypted_product(vector, matrix, value_bound, plain=None):
         ``2^shift * (matrix.T @ v + plain)``.
     shift : int
         Total scale (value shift + matrix shift), in bits, that :func:`unmask` removes.
-    bound : float
-        A bound on ``|product|`` (scaled), for :func:`mask`.
+    scaled : float
+        ``bound`` at that scale, for :func:`mask`.
 
     Raises
     ------
+    ProtocolError
+        When the matrix does not keep to ``bound`` (its column sums times the value
+        bounds exceed it): the public bound was derived from wrong assumptions.
     CryptoError
-        For CKKS, when the table is so large that no matrix shift leaves
-        :data:`MIN_HIDING_BITS` between the aggregate and the mask range.
+        From :func:`scaled_bound`.
     """
-    return encrypted_products([(vector, matrix, value_bound)], plain)
+    return encrypted_products([(vector, matrix, value_bound)], bound=bound, plain=plain)
 
 
-def encrypted_products(terms, plain=None):
+def encrypted_products(terms, *, bound, plain=None):
     """Sum of several :func:`encrypted_product` terms, all under one key and at one scale.
 
     ``terms`` is a list of ``(vector, matrix, value_bound)``. Each product costs one
@@ -192,29 +254,21 @@ def encrypted_products(terms, plain=None):
     leaves room to mask.
     """
     scheme = terms[0][0].context.scheme
-    value_shift, matrix_shift = shifts(scheme)
-    largest = 0.0
-    for _, matrix, value_bound in terms:
-        if matrix.size:
-            largest += float(np.max(np.sum(np.abs(matrix), axis=0))) * float(value_bound)
+    actual = sum(float(np.max(np.sum(np.abs(matrix), axis=0))) * float(value_bound)
+                 for _, matrix, value_bound in terms if matrix.size)
     if plain is not None:
-        largest += float(np.max(np.abs(plain)))
-    largest = max(largest, 1.0)
-    if scheme == "ckks":
-        room = CKKS_MASK_BITS - MIN_HIDING_BITS - value_shift - math.log2(largest)
-        matrix_shift = min(matrix_shift, math.floor(room))
-        if matrix_shift < 0:
-            raise CryptoError(
-                f"an aggregate over this many rows (bound {largest:.3g}) cannot be masked with "
-                f"{MIN_HIDING_BITS} bits of hiding under CKKS: use the paillier backend or fewer rows")
-    shift = value_shift + matrix_shift
+        actual += float(np.max(np.abs(plain)))
+    if actual > float(bound) * (1.0 + _BOUND_SLACK):
+        raise ProtocolError(f"an aggregate may reach {actual:.6g}, beyond its public bound {float(bound):.6g}")
+    shift, scaled = scaled_bound(scheme, bound)
+    matrix_shift = shift - VALUE_SHIFT_BITS[scheme]
     product = None
     for vector, matrix, _ in terms:
         term = vector.dot(np.asarray(matrix, dtype=float) * 2.0 ** matrix_shift)
         product = term if product is None else product + term
     if plain is not None:
         product = product + np.asarray(plain, dtype=float) * 2.0 ** shift
-    return product, shift, largest * 2.0 ** shift
+    return product, shift, scaled
 
 
 def mask(vector, bound):
@@ -224,7 +278,7 @@ def mask(vector, bound):
     ----------
     vector : EncryptedVector
     bound : float
-        A bound on ``|vector|`` (as returned by :func:`encrypted_product`).
+        A public bound on ``|vector|`` (the ``scaled`` bound of :func:`encrypted_product`).
 
     Returns
     -------
@@ -232,23 +286,36 @@ def mask(vector, bound):
     mask : numpy.ndarray
         Keep it: :func:`unmask` needs it.
     release_bound : float
-        The bound the key owner passes to ``decrypt_release``; public, it depends only on
-        the scheme and, for Paillier, on ``bound``.
+        The bound the key owner passes to ``decrypt_release``: the mask radius plus
+        ``bound``, public because ``bound`` is.
     """
     scheme = vector.context.scheme
-    if scheme == "ckks":
-        if bound * 2.0 ** MIN_HIDING_BITS > 2.0 ** CKKS_MASK_BITS:
-            raise CryptoError(f"aggregate bound {bound:.3g} too large to mask under CKKS")
-        radius = 2.0 ** CKKS_MASK_BITS
-    else:
-        radius = float(bound) * 2.0 ** PAILLIER_MASK_BITS
+    if scheme == "ckks" and bound * 2.0 ** MIN_HIDING_BITS > 2.0 ** CKKS_MASK_BITS:
+        raise CryptoError(f"aggregate bound {bound:.3g} too large to mask under CKKS")
+    radius = _mask_radius(scheme, bound)
     values = (2.0 * uniform(vector.size) - 1.0) * radius
     return vector + values, values, radius + float(bound)
+
+
+def _mask_radius(scheme, bound):
+    """CKKS: the fixed ``2^CKKS_MASK_BITS``; Paillier: ``bound · 2^PAILLIER_MASK_BITS``."""
+    return 2.0 ** CKKS_MASK_BITS if scheme == "ckks" else float(bound) * 2.0 ** PAILLIER_MASK_BITS
 
 
 def unmask(released, mask_values, shift):
     """Remove the mask and the scale (``shift`` bits) from a released aggregate (the mask owner's side)."""
     return (np.asarray(released, dtype=float) - mask_values) / 2.0 ** shift
+
+
+def release(key, vector, release_bound, bound_of_messages):
+    """The key owner's ``decrypt_release`` of a masked aggregate, for the mask owner.
+
+    ``bound_of_messages`` (from :func:`message_bound`) sizes the CKKS error that
+    flooding must cover; Paillier is exact and needs only the release bound.
+    """
+    if key.scheme == "ckks":
+        return key.decrypt_release(vector, float(release_bound), float(bound_of_messages))
+    return key.decrypt_release(vector, float(release_bound))
 
 
 def hide_slots(vector, magnitude):
@@ -480,9 +547,59 @@ def split_sigmoid(brand_logit, quantiles):
     Taylor ``z/4 + 1/2``: 0.7583; a line instead of the parabola: 0.7612);
     default_credit 0.7260 against 0.7260 (Taylor 0.7208).
     """
+    return _fit_over_quantiles(expit(_over_quantiles(brand_logit, quantiles)), quantiles)
+
+
+def split_brier(brand_logit, labels, quantiles):
+    """Coefficients of ``(σ(z_b + z_m) - y)² ≈ d0 + d1 u + d2 u²``, per row, fitted like :func:`split_sigmoid`.
+
+    The Brier score of a row (squared error of its predicted probability) as a parabola
+    in the media's centred logit ``u``: summed over validation rows under the media's
+    key, it gives the brand the validation score of the joint model without either
+    partial logit leaving its owner. The Brier score is a proper scoring rule bounded in
+    ``[0, 1]``, so, unlike the log-loss, its coefficients have a public bound
+    (:func:`split_coefficient_bounds`) whatever the brand's logits.
+    """
+    probabilities = expit(_over_quantiles(brand_logit, quantiles))
+    return _fit_over_quantiles((probabilities - np.asarray(labels, dtype=float)[:, None]) ** 2, quantiles)
+
+
+def split_coefficient_bounds(quantiles):
+    """Bounds on ``|c0|, |c1|, |c2|`` of any per-row quantile fit of values in ``[-1, 1]``.
+
+    The fit is linear in the values (``c = P v`` with ``P`` the least-squares projection
+    of :func:`split_sigmoid`), so ``|c_k| <= Σ_j |P_kj|``. This covers the sigmoid, the
+    residual ``σ - y`` (the fit reproduces constants, so subtracting ``y`` from every
+    value subtracts it from ``c0``) and the Brier score. It depends on the quantiles
+    only, which both parties hold: a bound derived from it reveals nothing else.
+    """
+    return np.sum(np.abs(_projection(quantiles)), axis=1)
+
+
+def media_logit_bound(quantiles):
+    """``max |u|`` for :func:`centred_media_logit`: the clipping range, from the quantiles alone."""
+    quantiles = np.asarray(quantiles, dtype=float)
+    return float(np.max(np.abs(quantiles - quantiles.mean())))
+
+
+def split_product_bound(column_bound, quantiles):
+    """Public bound on ``Σ_k M_kᵀ(c_k u^k)`` for quantile-fit coefficients ``c_k`` and matrices ``M_k``
+    whose column sums of absolute values are at most ``column_bound``."""
+    coefficient = split_coefficient_bounds(quantiles)
+    u_bound = media_logit_bound(quantiles)
+    return float(column_bound) * float(coefficient[0] + coefficient[1] * u_bound + coefficient[2] * u_bound**2)
+
+
+def _over_quantiles(brand_logit, quantiles):
+    return np.asarray(brand_logit, dtype=float)[:, None] + np.asarray(quantiles, dtype=float)[None, :]
+
+
+def _projection(quantiles):
+    """Least squares ``(3, points)`` of a parabola in the centred quantiles, for every row at once."""
     quantiles = np.asarray(quantiles, dtype=float)
     offsets = quantiles - quantiles.mean()
-    design = np.stack([np.ones_like(offsets), offsets, offsets**2], axis=1)
-    projection = np.linalg.pinv(design)  # (3, points): least squares for every row at once
-    values = expit(np.asarray(brand_logit, dtype=float)[:, None] + quantiles[None, :])
-    return values @ projection.T
+    return np.linalg.pinv(np.stack([np.ones_like(offsets), offsets, offsets**2], axis=1))
+
+
+def _fit_over_quantiles(values, quantiles):
+    return values @ _projection(quantiles).T

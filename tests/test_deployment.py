@@ -68,7 +68,7 @@ def _supernode_of(role, folder):
     return None
 
 
-def test_a_party_whose_supernode_dies_mid_run_stops_the_run_naming_it(tmp_path, monkeypatch):
+def test_a_party_whose_supernode_dies_mid_run_stops_the_run_naming_it_and_the_run_resumes(tmp_path, monkeypatch):
     try:
         flower_executables()
     except FedscoreError as exc:
@@ -85,22 +85,30 @@ def test_a_party_whose_supernode_dies_mid_run_stops_the_run_naming_it(tmp_path, 
     def kill_media_after_its_first_reply():
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            for ledger in tmp_path.glob(".out.staging-*/ledger.jsonl"):
-                if '"sender": "media"' in ledger.read_text():
-                    pid = _supernode_of("media", deployments)
-                    if pid is not None:
-                        os.killpg(pid, signal.SIGKILL)
-                        killed["at"] = time.monotonic()
-                        return
+            ledger = tmp_path / "out.checkpoint" / "ledger.jsonl"  # the run's ledger while it goes on
+            pid = _supernode_of("media", deployments)
+            if pid is not None and ledger.exists() and '"sender": "media"' in ledger.read_text():
+                os.killpg(pid, signal.SIGKILL)
+                killed["at"] = time.monotonic()
+                return
             time.sleep(0.2)
 
     watcher = threading.Thread(target=kill_media_after_its_first_reply, daemon=True)
     watcher.start()
+    parties = {role: {"data": str(tmp_path / f"{role}.csv")} for role in ("brand", "media")}
     with pytest.raises(PartyError, match="party 'media' failed: its SuperNode exited") as info:
-        run_job("psi", {}, {role: {"data": str(tmp_path / f"{role}.csv")} for role in ("brand", "media")}, out,
-                engine="deployment", timeout=120.0)
+        run_job("psi", {}, parties, out, engine="deployment", timeout=120.0)
     watcher.join()
     assert info.value.role == "media"
     assert time.monotonic() - killed["at"] < 30  # noticed at once, not at the timeout
     assert not out.exists() and list(tmp_path.glob(".out.staging-*")) == []  # no partial outputs
+    assert "--resume" in str(info.value) and (tmp_path / "out.checkpoint" / "journal.pickle").is_file()
+    assert list(deployments.iterdir()) == [] and _processes_using(deployments) == []
+
+    # The media's operator restarts its node; the run goes on from the completed rounds.
+    summary = run_job("psi", {}, parties, out, engine="deployment", timeout=120.0, resume=True)
+    assert summary["intersection"] == len(ids)
+    steps = [e["step"] for e in read_ledger(out / "ledger.jsonl")]
+    assert steps.count("psi.blind_own") == 4  # blinded once, before the failure; not again
+    assert not (tmp_path / "out.checkpoint").exists()
     assert list(deployments.iterdir()) == [] and _processes_using(deployments) == []

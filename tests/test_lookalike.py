@@ -1,5 +1,7 @@
 """Hidden-seed lookalike: the whole flow (local and Flower simulation), ledger, bad input."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from fedscore.audit import audit_ledger, read_transcript
+from fedscore.cli import main
 from fedscore.errors import FedscoreError, InputError
 from fedscore.he.ckks import CKKSContext
 from fedscore.ledger import COORDINATOR, read_ledger
@@ -89,23 +93,101 @@ def test_local_ckks_end_to_end(tmp_path, decryptions):
         assert not set(audience["uid"]) & seed_ids  # seed excluded
         assert audience["score"].is_monotonic_decreasing
     assert set(result.model) >= {"coef", "intercept", "feature_names", "encoder"}
-    assert {p.name for p in (out / "brand").iterdir()} == {"report.json"}  # aggregates only
+    brand_files = {p.name for p in (out / "brand").iterdir()}
+    assert "report.json" in brand_files and all(name.startswith("report") for name in brand_files)  # aggregates only
     check_ledger(out)
     # every CKKS decryption was a flooded release
     assert decryptions and all(decryptions)
 
 
+WORKER_SPY = '''"""Loaded at start-up by every Ray worker of one test: log each CKKS decryption."""
+import importlib.abc
+import importlib.util
+import os
+import sys
+
+LOG = os.environ.get("FEDSCORE_DECRYPTION_LOG")
+
+
+def _spy(ckks):
+    decrypt, release = ckks.CKKSContext.decrypt, ckks.CKKSContext.decrypt_release
+    inside = []
+
+    def spy_decrypt(self, vector):
+        with open(LOG, "a", encoding="utf-8") as log:
+            log.write("flooded\\n" if inside else "raw\\n")
+        return decrypt(self, vector)
+
+    def spy_release(self, vector, bound, message_bound=None):
+        inside.append(True)
+        try:
+            return release(self, vector, bound, message_bound)
+        finally:
+            inside.pop()
+
+    ckks.CKKSContext.decrypt, ckks.CKKSContext.decrypt_release = spy_decrypt, spy_release
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "fedscore.he.ckks":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            execute(module)
+            _spy(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if LOG:
+    sys.meta_path.insert(0, _PatchOnImport())
+'''
+
+
+@pytest.fixture
+def worker_decryptions(tmp_path, monkeypatch):
+    """Record every raw CKKS decryption in the parties' Ray workers, and whether it was a flooded release.
+
+    The simulated parties run in Ray worker processes, out of reach of a monkeypatch
+    here. Flower passes this process's ``sys.path`` to them as ``PYTHONPATH``, so a
+    ``sitecustomize`` module placed on it is loaded by each worker at start-up and wraps
+    the CKKS context there, as :func:`decryptions` does in this process.
+    """
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    (spy / "sitecustomize.py").write_text(WORKER_SPY, encoding="utf-8")
+    log = tmp_path / "decryptions.log"
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # Flower rewrites it: restore it after
+    monkeypatch.setenv("FEDSCORE_DECRYPTION_LOG", str(log))
+    monkeypatch.syspath_prepend(str(spy))
+    return lambda: log.read_text(encoding="utf-8").split() if log.exists() else []
+
+
 @pytest.mark.parametrize("backend", ["ckks", "paillier"])
-def test_flower_simulation(tmp_path, backend):
+def test_flower_simulation(tmp_path, backend, worker_decryptions):
     seed, media = tables(rows=240, seed_size=40, random_state=2)
     result = lookalike(seed, media, id_column="uid", out=tmp_path / "run", backend=backend, min_seed=30,
-                       paillier_key_bits=1024, engine="simulation", exclude_seed=(backend == "ckks"),
-                       random_state=3)
+                       paillier_key_bits=1024, engine="simulation", audience_sizes="10%,30", random_state=3)
     assert result.report["holdout"]["auc"] > 0.6
     assert len(result.scores) == 240
+    seed_ids = {s.lower() for s in seed["uid"]}
+    assert {k: len(v) for k, v in result.audiences.items()} == {"10pct": 24, "30": 30}
+    for audience in result.audiences.values():
+        assert not set(audience["uid"]) & seed_ids  # seed members excluded, with either backend
+    ranked = result.scores.sort_values("score", ascending=False, kind="stable")["uid"]
+    assert list(result.audiences["30"]["uid"]) == [u for u in ranked if u not in seed_ids][:30]
     entries = check_ledger(tmp_path / "run")
-    steps = {e["step"] for e in entries}
-    assert ("lookalike.release_flags" in steps) == (backend == "ckks")
+    assert "lookalike.release_flags" in {e["step"] for e in entries}
+    decryptions = worker_decryptions()
+    if backend == "ckks":
+        assert decryptions and set(decryptions) == {"flooded"}  # every CKKS decryption was a flooded release
+    else:
+        assert decryptions == []
 
 
 def test_label_dp_reports_epsilon(tmp_path):
@@ -156,3 +238,40 @@ def test_benchmark_smoke(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_lookalike.py"), "--smoke", "--out",
                     str(tmp_path)], check=True, capture_output=True)
     assert (tmp_path / "lookalike.json").is_file()
+
+
+def test_cli_contract(tmp_path):
+    """``fedscore lookalike`` writes the files and columns the issue's CLI contract names."""
+    seed, media = tables(rows=600, seed_size=120, random_state=4)
+    seed.assign(note="ignored").to_csv(tmp_path / "seed.csv", index=False)  # other seed columns are ignored
+    media.to_csv(tmp_path / "media.csv", index=False)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "lookalike", "--seed", str(tmp_path / "seed.csv"), "--media", str(tmp_path / "media.csv"),
+        "--id-column", "uid", "--out", str(out), "--audience-size", "1%,5%,10%", "--min-seed", "100",
+        "--exclude-seed", "--engine", "local"])
+    assert result.exit_code == 0, result.output
+    media_files = {p.name for p in (out / "media").iterdir()}
+    assert media_files >= {"scores.csv", "model.json", "audience_1pct.csv", "audience_5pct.csv", "audience_10pct.csv"}
+    assert (out / "brand" / "report.json").is_file() and (out / "ledger.jsonl").is_file()
+    scores = pd.read_csv(out / "media" / "scores.csv")
+    assert list(scores.columns) == ["uid", "score"] and set(scores["uid"]) == set(media["uid"])
+    for label, count in (("1pct", 6), ("5pct", 30), ("10pct", 60)):
+        audience = pd.read_csv(out / "media" / f"audience_{label}.csv")
+        assert list(audience.columns) == ["uid", "score"] and len(audience) == count
+    report = json.loads((out / "brand" / "report.json").read_text())
+    assert report["seed_size"] == 125 and report["matched_seed"] == 120
+    assert set(report["holdout"]) >= {"auc", "audiences"}
+    assert [a["size"] for a in report["holdout"]["audiences"]] == ["1pct", "5pct", "10pct"]
+    assert all({"recall", "precision"} <= set(a) for a in report["holdout"]["audiences"])
+
+
+def test_cli_refuses_a_small_matched_seed(tmp_path):
+    seed, media = tables(rows=600, seed_size=120, random_state=4)
+    seed.to_csv(tmp_path / "seed.csv", index=False)
+    media.to_csv(tmp_path / "media.csv", index=False)
+    result = CliRunner().invoke(main, [
+        "lookalike", "--seed", str(tmp_path / "seed.csv"), "--media", str(tmp_path / "media.csv"),
+        "--id-column", "uid", "--out", str(tmp_path / "out"), "--min-seed", "121", "--engine", "local"])
+    assert result.exit_code == 1 and "fewer IDs than the minimum" in result.output
+    assert not (tmp_path / "out").exists()

@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from fedscore.audit import audit_ledger, read_transcript
 from fedscore.errors import FedscoreError, InputError, PartyError
 from fedscore.keys import PUBLIC_FILE, init_keys, party_key_name
 from fedscore.ledger import COORDINATOR, Ledger, read_ledger
 from fedscore.metrics import auc
 from fedscore.runtime import Coordinator, LocalTransport
+from fedscore.runtime import coordinator as coordinator_module
 from fedscore.scoring_horizontal import (
     HorizontalLogisticRegression,
     PrivacyWarning,
@@ -21,6 +23,7 @@ from fedscore.scoring_horizontal import (
 from fedscore.wire import Message
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SPEC = Path(__file__).resolve().parents[1] / "protocols" / "scoring_horizontal.md"
 ROWS = 400
 COEF = np.array([1.2, -0.8, 0.5])
 
@@ -80,6 +83,7 @@ def test_flower_simulation_coordinator_holds_only_ciphertexts(parties, keys, tmp
     assert json.loads((out / "model.json").read_text())["feature_names"] == model.feature_names_
 
     entries = read_ledger(out / "ledger.jsonl")
+    assert audit_ledger(entries, read_transcript(SPEC)) == []
     to_coordinator = [e for e in entries if e["receiver"] == COORDINATOR]
     assert len(to_coordinator) == 3 * (3 + 2 + 1)
     for entry in to_coordinator:
@@ -129,7 +133,7 @@ class DroppingTransport:
     """Delivers every request, but loses the replies of some parties to some train rounds."""
 
     def __init__(self, inner, lost):
-        self.inner, self.lost = inner, lost  # lost: {(role, round)}
+        self.inner, self.lost = inner, lost  # lost: {(role, round)} or {(role, "finish")}
 
     @property
     def roles(self):
@@ -140,6 +144,8 @@ class DroppingTransport:
         return [None if self._lost(req) else rep for req, rep in zip(requests, replies)]
 
     def _lost(self, request):
+        if request.step.endswith("finish"):
+            return (request.role, "finish") in self.lost
         if not request.step.endswith("train_round"):
             return False
         round_ = Message.decode(request.fields, request.payloads)["round"]
@@ -149,7 +155,7 @@ class DroppingTransport:
 def run_with_dropouts(parties, keys, tmp_path, lost, min_parties):
     configs = {}
     for i, path in enumerate(parties):
-        (tmp_path / path.stem).mkdir()
+        (tmp_path / path.stem).mkdir(parents=True)
         configs[path.stem] = {"data": str(path), "key-path": str(keys / party_key_name(i + 1)),
                               "out": str(tmp_path / path.stem)}
     coordinator = Coordinator(DroppingTransport(LocalTransport(configs), lost), Ledger(), timeout=1.0)
@@ -173,6 +179,46 @@ def test_round_proceeds_without_a_dropped_party(parties, keys, tmp_path):
 def test_too_few_parties_stops_the_run(parties, keys, tmp_path):
     with pytest.raises(FedscoreError, match=r"round 2: only 1 of 3 parties answered, at least 2 needed"):
         run_with_dropouts(parties, keys, tmp_path, lost={("south", 2), ("west", 2)}, min_parties=2)
+
+
+def test_finish_enforces_min_parties(parties, keys, tmp_path):
+    summary = run_with_dropouts(parties, keys, tmp_path / "one", lost={("west", "finish")}, min_parties=2)
+    assert summary["finished"] == ["north", "south"]
+    with pytest.raises(FedscoreError, match=r"finish: only 1 of 3 parties answered, at least 2 needed.*south"):
+        run_with_dropouts(parties, keys, tmp_path / "two", lost={("south", "finish"), ("west", "finish")},
+                          min_parties=2)
+
+
+def test_flower_simulation_party_failing_mid_run_drops_out(parties, keys, tmp_path, monkeypatch):
+    """West's secret key becomes unreadable for round 2 only: its ClientApp fails that step for real."""
+    west_key = keys / party_key_name(3)
+    original = coordinator_module.Coordinator.exchange
+
+    def exchange(self, requests, allow_missing=False):
+        second_round = any(step.endswith("train_round") and message["round"] == 2
+                           for step, message in requests.values())
+        if second_round:
+            west_key.chmod(0o644)  # load_secret_key refuses a key file others can read
+        try:
+            return original(self, requests, allow_missing)
+        finally:
+            west_key.chmod(0o600)
+
+    monkeypatch.setattr(coordinator_module.Coordinator, "exchange", exchange)
+    out = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrivacyWarning)
+        model = HorizontalLogisticRegression(rounds=3, min_parties=2).fit(
+            parties, id_column="id", label_column="y", out_dir=out, key_dir=keys, engine="simulation")
+    summary = model.summary_
+    assert [r["parties"] for r in summary["rounds"]] == [["north", "south", "west"], ["north", "south"],
+                                                         ["north", "south", "west"]]
+    assert [(d["role"], d["step"]) for d in summary["dropouts"]] == [("west", "scoring_horizontal.train_round")]
+    assert "accessible by other users" in summary["dropouts"][0]["reason"]
+    assert summary["finished"] == ["north", "south", "west"]
+    entries = read_ledger(out / "ledger.jsonl")
+    assert audit_ledger(entries, read_transcript(SPEC)) == []
+    assert any("error" in e["fields"] for e in entries)  # the failure crossed, as a control message
 
 
 def test_parties_with_different_columns_are_refused(parties, keys, tmp_path):

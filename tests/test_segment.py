@@ -78,11 +78,14 @@ def test_vertical_kmeans_through_flower_matches_sklearn_and_spec(tmp_path):
         assert profiles.loc[~small, peer_columns].notna().all().all()
 
     # every hop is in the spec's transcript; the coordinator received nothing in clear but
-    # sizes, public parameters, control and the aggregates the spec names
+    # sizes, public parameters and control: not even an inertia or a shift
     entries = read_ledger(out / "ledger.jsonl")
     assert audit_ledger(entries, read_transcript(SPEC)) == []
+    to_coordinator = {f["payload"] for e in entries if e["receiver"] == COORDINATOR for f in e["fields"].values()}
+    assert to_coordinator <= {Payload.CIPHERTEXT.value, Payload.BLINDED_IDS.value, Payload.SIZE.value,
+                              Payload.PUBLIC_PARAMETER.value, Payload.CONTROL.value}
     for entry in entries:
-        for name in ("distances", "labels", "positions", "profile"):
+        for name in ("distances", "labels", "positions", "profile", "stats"):
             if name in entry["fields"]:
                 assert entry["fields"][name]["payload"] == Payload.CIPHERTEXT.value
 
@@ -125,6 +128,98 @@ def test_no_feature_value_or_distance_crosses_in_clear(tmp_path, monkeypatch):
     clear = clear[clear != np.round(clear)]  # counts, positions, seeds
     close = np.isclose(clear[:, None], secrets[None, :], rtol=1e-9, atol=0).any(axis=1)
     assert not close.any(), f"plaintext numbers equal to a feature or distance: {clear[close][:5]}"
+
+
+def _spy_on_messages(monkeypatch):
+    """Record every (step, request, reply) the local transport carries, decoded."""
+    seen = []
+    original = local.LocalTransport.exchange
+
+    def spy(self, requests, timeout=None):
+        replies = original(self, requests, timeout)
+        for r, reply in zip(requests, replies):
+            if reply.error is None:
+                seen.append((r.step, Message.decode(r.fields, r.payloads), Message.decode(reply.fields, reply.payloads)))
+        return replies
+
+    monkeypatch.setattr(local.LocalTransport, "exchange", spy)
+    return seen
+
+
+def test_settled_restarts_are_no_longer_masked(tmp_path, monkeypatch):
+    """Restart s is masked at most in the rounds 1..n_iter_s of its own Lloyd run, then never again."""
+    brand, media = _tables(tmp_path, seed=4)
+    seen = _spy_on_messages(monkeypatch)
+    n_init, k = 6, 3
+    model = VerticalKMeans(k, id_column="uid", exclude=["label"], n_init=n_init, restart_iter=100,
+                           random_state=5).fit(brand, media)
+    init_rows = next(request["init_rows"] for step, request, _ in seen if step == "segment.keys")
+    X = _central(brand, media, model)
+    iterations = [KMeans(k, init=X[rows], n_init=1).fit(X).n_iter_ for rows in init_rows]
+    masked = [len(reply["distances"]) // k for step, _, reply in seen
+              if step == "segment.mask_distances" and "distances" in set(reply)]
+    assert masked[0] == n_init and len(masked) <= max(iterations)
+    # still running in round r only if its own run needs an r-th assignment (fewer when two
+    # restarts reach the same assignment: one of them is dropped)
+    assert all(m <= sum(n >= r for n in iterations) for r, m in enumerate(masked, start=1))
+    assert masked == sorted(masked, reverse=True) and masked[-1] < n_init  # the old protocol masked all to the end
+    best = min(KMeans(k, init=X[rows], n_init=1).fit(X).inertia_ for rows in init_rows)
+    assert model.inertia_ == pytest.approx(best, rel=1e-6)
+
+
+def test_restarts_that_reach_the_same_assignment_are_not_both_masked(tmp_path, monkeypatch):
+    brand, media = _tables(tmp_path, seed=4)
+    seen = _spy_on_messages(monkeypatch)
+    # the same initial users in another order: the same assignment up to numbering
+    model = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=1, random_state=5).fit(brand, media)
+    rows = model.init_rows_
+    seen.clear()
+    monkeypatch.setattr(np.random, "default_rng", lambda seed=None: _FixedRows([rows, rows[::-1], rows[1:] + rows[:1]]))
+    again = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=3, random_state=5).fit(brand, media)
+    masked = [len(reply["distances"]) // 3 for step, _, reply in seen
+              if step == "segment.mask_distances" and "distances" in set(reply)]
+    assert masked[0] == 3 and set(masked[1:]) == {1}
+    # PSI's shared order is new every run, so the same row numbers are other users than in
+    # the first fit: compare with scikit-learn started from this run's initial users.
+    X = _central(brand, media, again)
+    reference = KMeans(3, init=X[again.init_rows_], n_init=1).fit(X)
+    assert again.inertia_ == pytest.approx(reference.inertia_, rel=1e-6)
+
+
+class _FixedRows:
+    """Stands in for the coordinator's generator of initial rows: hands out the given sets."""
+
+    def __init__(self, sets):
+        self.sets = iter(sets)
+
+    def choice(self, n, size, replace):
+        return np.asarray(next(self.sets))
+
+
+def test_only_the_best_restart_goes_on_after_restart_iter(tmp_path, monkeypatch):
+    brand, media = _tables(tmp_path, seed=4)
+    seen = _spy_on_messages(monkeypatch)
+    model = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=6, restart_iter=1, random_state=5,
+                           tol=0).fit(brand, media)
+    masked = [len(reply["distances"]) // 3 for step, _, reply in seen
+              if step == "segment.mask_distances" and "distances" in set(reply)]
+    assert masked[0] == 6 and set(masked[1:]) <= {1}
+    X = _central(brand, media, model)
+    reference = KMeans(3, init=X[model.init_rows_], n_init=1, tol=0).fit(X)
+    assert adjusted_rand_score(reference.labels_, model.labels_) == pytest.approx(1.0)
+    assert model.inertia_ == pytest.approx(reference.inertia_, rel=1e-6)
+
+
+def test_max_iter_stops_with_the_assignment_of_the_last_centroids(tmp_path):
+    brand, media = _tables(tmp_path, seed=4)
+    model = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=2, max_iter=1, tol=0,
+                           random_state=5).fit(brand, media)
+    X = _central(brand, media, model)
+    reference = KMeans(3, init=X[model.init_rows_], n_init=1, max_iter=1).fit(X)
+    assert model.n_iter_ == 1
+    assert np.allclose(model.cluster_centers_, reference.cluster_centers_, atol=1e-6)
+    nearest = ((X[:, None, :] - model.cluster_centers_[None]) ** 2).sum(axis=2).argmin(axis=1)
+    assert (model.labels_ == nearest).all()  # the labels are those of the final centroids
 
 
 def test_profile_noise_changes_only_released_means(tmp_path):

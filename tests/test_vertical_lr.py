@@ -1,10 +1,12 @@
 """The shared vertical-LR engine: masked releases, products, slot hiding, optimiser, split sigmoid."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
+from fedscore.data import FeatureEncoder
 from fedscore.errors import CryptoError, ProtocolError
 from fedscore.he import load_context
 from fedscore.runtime import PartyContext
@@ -13,17 +15,23 @@ from fedscore.vertical_lr import (
     centred_media_logit,
     connect_channel,
     create_key,
+    encoded_column_bound,
     encrypt_scaled,
     encrypted_product,
     encrypted_products,
     fit_from_aggregate,
     hide_slots,
     mask,
+    masked_release_bound,
+    media_logit_bound,
     media_quantiles,
     message_bound,
     open_channel,
     open_values,
+    release,
     seal_values,
+    split_brier,
+    split_coefficient_bounds,
     split_sigmoid,
     unmask,
 )
@@ -36,12 +44,6 @@ def keys():
     return {"ckks": create_key("ckks", release_budget=256), "paillier": create_key("paillier", paillier_key_bits=1024)}
 
 
-def release(key, vector, bound, largest):
-    if key.scheme == "ckks":
-        return key.decrypt_release(vector, bound, message_bound("ckks", largest))
-    return key.decrypt_release(vector, bound)
-
-
 @pytest.mark.parametrize("scheme", ["ckks", "paillier"])
 def test_masked_release_round_trip(keys, scheme):
     """The mask owner recovers Xᵀy; the key owner sees values far from it."""
@@ -52,9 +54,11 @@ def test_masked_release_round_trip(keys, scheme):
     key = keys[scheme]
     peer = load_context(key.public_context().to_bytes())
     labels = peer.load_vector(encrypt_scaled(key, y).to_bytes())
-    product, shift, bound = encrypted_product(labels, x, 1.0, plain=np.ones(4))
+    public_bound = encoded_column_bound(n, n) * 4 + 1.0  # generous: x is not standardised on exactly n rows
+    product, shift, bound = encrypted_product(labels, x, 1.0, bound=public_bound, plain=np.ones(4))
     masked, mask_values, release_bound = mask(product, bound)
-    released = release(key, key.load_vector(masked.to_bytes()), release_bound, 1.0)
+    assert release_bound == masked_release_bound(scheme, public_bound)  # the key owner can recompute it
+    released = release(key, key.load_vector(masked.to_bytes()), release_bound, message_bound(scheme, 1.0))
     recovered = unmask(released, mask_values, shift)
     tolerance = 8 * key.release_noise_std(masked, release_bound, 2.0**10) / 2.0**shift if scheme == "ckks" else 1e-6
     np.testing.assert_allclose(recovered, x.T @ y + 1.0, atol=tolerance)
@@ -66,10 +70,10 @@ def test_products_share_one_scale(keys):
     a, b, x = rng.random(200), rng.random(200), rng.standard_normal((200, 3))
     key = keys["ckks"]
     ea, eb = encrypt_scaled(key, a), encrypt_scaled(key, b)
-    product, shift, bound = encrypted_products([(ea, x, 1.0), (eb, x * 2.0, 1.0)])
+    product, shift, bound = encrypted_products([(ea, x, 1.0), (eb, x * 2.0, 1.0)], bound=3 * np.abs(x).sum(0).max())
     masked, mask_values, release_bound = mask(product, bound)
     noise = key.release_noise_std(masked, release_bound, message_bound("ckks", 1.0)) / 2.0**shift
-    recovered = unmask(release(key, masked, release_bound, 1.0), mask_values, shift)
+    recovered = unmask(release(key, masked, release_bound, message_bound("ckks", 1.0)), mask_values, shift)
     assert noise < 0.1  # the shifts keep the flooding noise small in units of the values
     np.testing.assert_allclose(recovered, x.T @ a + 2.0 * x.T @ b, atol=8 * noise)
 
@@ -77,14 +81,34 @@ def test_products_share_one_scale(keys):
 def test_ckks_refuses_aggregates_it_cannot_hide(keys):
     vector = encrypt_scaled(keys["ckks"], np.ones(10))
     with pytest.raises(CryptoError, match="paillier"):
-        encrypted_product(vector, np.full((10, 1), 2.0**40), 1.0)
+        encrypted_product(vector, np.full((10, 1), 2.0**40), 1.0, bound=10 * 2.0**40)
+
+
+def test_products_refuse_a_matrix_beyond_the_public_bound(keys):
+    vector = encrypt_scaled(keys["ckks"], np.ones(10))
+    with pytest.raises(ProtocolError, match="public bound"):
+        encrypted_product(vector, np.full((10, 1), 2.0), 1.0, bound=19.0)
+
+
+def test_encoded_column_bound_holds_for_encoded_tables():
+    """Standardised (even heavy-tailed) and one-hot columns, over any subset of the rows fitted."""
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"spend": rng.pareto(1.5, 2000).round(2), "visits": rng.poisson(2, 2000),
+                          "device": rng.choice(["ios", "android", "web"], 2000)})
+    x = FeatureEncoder().fit_transform(frame, list(frame.columns))
+    design = np.hstack([x, np.ones((2000, 1))])
+    for used in (2000, 700, 30):
+        rows = rng.choice(2000, used, replace=False)
+        assert np.abs(design[rows]).sum(axis=0).max() <= encoded_column_bound(used, 2000)
+    rows = np.argsort(-np.abs(x[:, 0]))[:30]  # the worst subset: the largest outliers
+    assert np.abs(x[rows, 0]).sum() <= encoded_column_bound(30, 2000)
 
 
 def test_hide_slots_keeps_sums_and_hides_slots(keys):
     key = keys["ckks"]
     y = np.zeros(100)
     y[7] = 1.0
-    product, shift, bound = encrypted_product(encrypt_scaled(key, y), np.arange(100.0)[:, None] / 100, 1.0)
+    product, shift, bound = encrypted_product(encrypt_scaled(key, y), np.arange(100.0)[:, None] / 100, 1.0, bound=50.0)
     hidden = hide_slots(product, 2.0**36)
     slots = np.asarray(hidden.ciphertexts[0].decrypt(key._seal.secret_key()))
     assert np.max(np.abs(slots)) > 2.0**30  # the per-row product 0.07 * 2^shift is lost in the shares
@@ -149,3 +173,20 @@ def test_sealed_values_between_peers():
         open_values(media, sealed, "another step")
     with pytest.raises(ProtocolError):
         seal_values(PartyContext("media", {}, run_id="r"), [1.0], "step")
+
+
+def test_split_fits_keep_to_their_public_bounds_and_approximate_the_brier_score():
+    rng = np.random.default_rng(6)
+    z_b, z_m = rng.normal(-1.0, 2.0, 3000), rng.normal(0.5, 1.5, 3000)
+    y = (rng.random(3000) < expit(z_b + z_m)).astype(float)
+    quantiles = media_quantiles(z_m)
+    u = centred_media_logit(z_m, quantiles)
+    bounds = split_coefficient_bounds(quantiles)
+    residual = split_sigmoid(z_b, quantiles)
+    residual[:, 0] -= y
+    brier = split_brier(z_b, y, quantiles)
+    for coefficients in (split_sigmoid(z_b, quantiles), residual, brier):
+        assert np.all(np.abs(coefficients) <= bounds + 1e-12)
+    assert np.max(np.abs(u)) <= media_logit_bound(quantiles) + 1e-12
+    approx = brier[:, 0] + brier[:, 1] * u + brier[:, 2] * u * u
+    assert np.mean(approx) == pytest.approx(np.mean((expit(z_b + z_m) - y) ** 2), rel=0.05)  # 2 % measured

@@ -65,8 +65,13 @@ def engine_options(func):
     return func
 
 
-def timeout_option(func):
-    """``--timeout``: how long the coordinator waits for a party before the run stops, naming it."""
+def run_options(func):
+    """``--timeout`` and ``--resume``: what happens when a party fails, and how to go on after it."""
+    func = click.option(
+        "--resume", is_flag=True,
+        help="Go on from the rounds a failed attempt of this same command completed (kept in OUT.checkpoint) "
+             "instead of starting again.",
+    )(func)
     return click.option(
         "--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
         help="Seconds to wait for a party's answer; a party that does not answer in time (or whose "
@@ -79,4 +84,4 @@ def chosen_engine(engine, deployment):
 
 
 # Importing a command's module registers it on ``main``.
-from . import demo, horizontal, horizontal_lr, keys, lookalike, propensity, psi, segment  # noqa: E402,F401
+from . import demo, horizontal, horizontal_lr, keys, lookalike, propensity, psi, score, segment  # noqa: E402,F401

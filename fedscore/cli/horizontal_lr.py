@@ -6,7 +6,7 @@ import warnings
 import click
 
 from ..scoring_horizontal import DEFAULT_ROUNDS, HorizontalLogisticRegression, PrivacyWarning
-from . import chosen_engine, engine_options
+from . import chosen_engine, engine_options, run_options
 from .horizontal import horizontal
 
 
@@ -19,7 +19,9 @@ from .horizontal import horizontal
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--rounds", type=click.IntRange(min=1), default=DEFAULT_ROUNDS, show_default=True, help="FedAvg rounds.")
 @click.option("--dp-epsilon", type=click.FloatRange(min=0, min_open=True),
-              help="Differential privacy: clip and noise every party's updates so the whole run spends this epsilon.")
+              help="Differential privacy per row (DP-SGD): each party clips every row's gradient and adds Gaussian "
+                   "noise in each local step before encrypting its update, so the whole run spends this epsilon for "
+                   "any one row of any party. Not party-level DP (a party's whole table is not hidden).")
 @click.option("--min-parties", type=click.IntRange(min=2),
               help="A round goes on when at least this many parties answered (default: all of them).")
 @click.option("--proximal-mu", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -28,8 +30,9 @@ from .horizontal import horizontal
               help="Key folder from 'fedscore keys init' (the i-th --party gets party-i.secret). "
                    "Default: a fresh key for this run, deleted afterwards.")
 @engine_options
+@run_options
 def lr(parties, id_column, label_column, out_dir, rounds, dp_epsilon, min_parties, proximal_mu, key_dir, engine,
-       deployment, overwrite):
+       deployment, overwrite, timeout, resume):
     """Train one logistic regression on N parties' rows without pooling them.
 
     Each round every party trains on its own rows and sends its update encrypted; the
@@ -42,7 +45,7 @@ def lr(parties, id_column, label_column, out_dir, rounds, dp_epsilon, min_partie
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PrivacyWarning)  # printed below, from the summary
         model.fit(list(parties), id_column=id_column, label_column=label_column, out_dir=out_dir, key_dir=key_dir,
-                  engine=chosen_engine(engine, deployment), overwrite=overwrite)
+                  engine=chosen_engine(engine, deployment), overwrite=overwrite, resume=resume, timeout=timeout)
     summary = model.summary_
     for text in summary["warnings"]:
         click.secho(f"warning: {text}", fg="yellow", err=True)

@@ -8,7 +8,7 @@ from ..errors import InputError
 from ..ids import ID_KINDS
 from ..lookalike import BACKENDS, DEFAULT_AUDIENCE_SIZES, lookalike as run_lookalike
 from ..params import MIN_SEED_SIZE
-from . import chosen_engine, engine_options, main
+from . import chosen_engine, engine_options, main, run_options
 
 
 @main.command("lookalike")
@@ -34,8 +34,9 @@ from . import chosen_engine, engine_options, main
 @click.option("--id-kind", type=click.Choice(ID_KINDS), default="auto", show_default=True,
               help="How IDs are normalised before matching.")
 @engine_options
+@run_options
 def lookalike(seed_path, media_path, id_column, out, backend, audience_sizes, min_seed, exclude_seed,
-              label_dp_epsilon, id_kind, overwrite, engine, deployment):
+              label_dp_epsilon, id_kind, overwrite, engine, deployment, timeout, resume):
     """Hidden-seed lookalike: score the media's audience by likeness to the brand's seed.
 
     The media trains on labels it cannot read and ends with DIR/media/scores.csv,
@@ -49,7 +50,8 @@ def lookalike(seed_path, media_path, id_column, out, backend, audience_sizes, mi
     result = run_lookalike(seed_path, media_path, id_column=id_column, out=out, backend=backend,
                            audience_sizes=audience_sizes, min_seed=min_seed, exclude_seed=exclude_seed,
                            label_dp_epsilon=label_dp_epsilon, id_kind=id_kind,
-                           engine=chosen_engine(engine, deployment), overwrite=overwrite)
+                           engine=chosen_engine(engine, deployment), overwrite=overwrite, resume=resume,
+                           timeout=timeout)
     report = result.report
     sizes = ", ".join(f"{a['size']}: recall {a['recall']:.2f}" for a in report["holdout"]["audiences"])
     click.echo(f"lookalike: {report['matched_seed']:,} of {report['seed_size']:,} seed IDs matched among "

@@ -6,8 +6,8 @@ import click
 
 from ..errors import InputError
 from ..ids import ID_KINDS
-from ..propensity import BACKENDS, DEFAULT_EPOCHS, DEFAULT_TOP, propensity as run_propensity
-from . import chosen_engine, engine_options, main
+from ..propensity import BACKENDS, DEFAULT_EPOCHS, DEFAULT_PATIENCE, DEFAULT_TOP, propensity as run_propensity
+from . import chosen_engine, engine_options, main, run_options
 
 
 @main.command("propensity")
@@ -23,6 +23,9 @@ from . import chosen_engine, engine_options, main
               help="Homomorphic encryption for training: ckks (fast, flooded releases) or paillier (exact, slow).")
 @click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=int,
               help="Full-batch epochs at most (each is four messages, whatever the number of users).")
+@click.option("--patience", default=DEFAULT_PATIENCE, show_default=True, type=int,
+              help="Early stopping: stop after this many epochs without a better validation score, keeping the "
+                   "best epoch's weights.")
 @click.option("--top", default=DEFAULT_TOP, show_default=True,
               help="Size of brand/top.csv: a percentage of the users scored or a count.")
 @click.option("--exact-scores", is_flag=True,
@@ -31,8 +34,9 @@ from . import chosen_engine, engine_options, main
 @click.option("--id-kind", type=click.Choice(ID_KINDS), default="auto", show_default=True,
               help="How IDs are normalised before matching.")
 @engine_options
-def propensity(brand_path, media_path, id_column, label_column, out, backend, epochs, top, exact_scores, id_kind,
-               overwrite, engine, deployment):
+@run_options
+def propensity(brand_path, media_path, id_column, label_column, out, backend, epochs, patience, top, exact_scores,
+               id_kind, overwrite, engine, deployment, timeout, resume):
     """Joint propensity: vertical logistic regression, labels at the brand, no key at the coordinator.
 
     Writes DIR/brand/scores.csv (each unlabelled brand user found at the media, with the
@@ -44,11 +48,13 @@ def propensity(brand_path, media_path, id_column, label_column, out, backend, ep
         if not path.is_file():
             raise InputError("file not found", path=path)
     result = run_propensity(brand_path, media_path, id_column=id_column, label_column=label_column, out=out,
-                            backend=backend, epochs=epochs, top=top, exact_scores=exact_scores, id_kind=id_kind,
-                            engine=chosen_engine(engine, deployment), overwrite=overwrite)
+                            backend=backend, epochs=epochs, patience=patience, top=top, exact_scores=exact_scores,
+                            id_kind=id_kind, engine=chosen_engine(engine, deployment), overwrite=overwrite,
+                            resume=resume, timeout=timeout)
     report = result.report
     validation = report["validation"]
-    click.echo(f"propensity: {report['matched_users']:,} matched users, {result.summary['epochs_run']} epochs; "
+    click.echo(f"propensity: {report['matched_users']:,} matched users, {result.summary['epochs_run']} epochs "
+               f"(best {result.summary['best_epoch'] + 1}); "
                f"validation AUC {validation['auc']:.3f}, KS {validation['ks']:.3f}, lift@10% "
                f"{validation['lift_at_10pct']:.2f}; {report['scored_users']:,} users scored -> "
                f"{out / 'brand' / 'scores.csv'}, {out / 'brand' / 'top.csv'}")

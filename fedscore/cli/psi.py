@@ -7,7 +7,7 @@ import click
 from ..errors import InputError
 from ..ids import ID_KINDS
 from ..psi import MODES, psi as run_psi
-from . import chosen_engine, engine_options, main, timeout_option
+from . import chosen_engine, engine_options, main, run_options
 
 
 @main.command("psi")
@@ -28,9 +28,9 @@ from . import chosen_engine, engine_options, main, timeout_option
 @click.option("--min-intersection", type=click.IntRange(min=0), default=0, show_default=True,
               help="Stop with an error when fewer IDs than this match (clean rooms commonly ask for 100 or more).")
 @engine_options
-@timeout_option
+@run_options
 def psi(brand_path, media_path, id_column, out, mode, id_kind, min_intersection, overwrite, engine, deployment,
-        timeout):
+        timeout, resume):
     """Private set intersection of the brand's and the media's ID columns.
 
     Writes DIR/brand/intersection.csv and DIR/media/intersection.csv (mode both: the
@@ -43,7 +43,7 @@ def psi(brand_path, media_path, id_column, out, mode, id_kind, min_intersection,
             raise InputError("file not found", path=path)
     result = run_psi(brand_path, media_path, id_column=id_column, out=out, mode=mode, id_kind=id_kind,
                      min_intersection=min_intersection, engine=chosen_engine(engine, deployment),
-                     overwrite=overwrite, timeout=timeout)
+                     overwrite=overwrite, timeout=timeout, resume=resume)
     click.echo(_one_line(result.summary, out))
 
 

@@ -7,10 +7,10 @@ import click
 
 from ..errors import InputError
 from ..params import MIN_SEGMENT_SIZE
-from ..segment import DEFAULT_MAX_ITER, DEFAULT_N_INIT, VerticalKMeans
+from ..segment import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_RESTART_ITER, VerticalKMeans
 from ..scoring_horizontal import PrivacyWarning
 from ..segment_horizontal import HorizontalKMeans
-from . import chosen_engine, engine_options, main
+from . import chosen_engine, engine_options, main, run_options
 from .horizontal import horizontal
 
 
@@ -27,11 +27,15 @@ from .horizontal import horizontal
               help="Gaussian noise on released profile means, in standard deviations of each feature.")
 @click.option("--n-init", type=click.IntRange(min=1), default=DEFAULT_N_INIT, show_default=True,
               help="Candidate initial centroid sets, scored by their privately computed joint inertia.")
-@click.option("--max-iter", type=click.IntRange(min=1), default=DEFAULT_MAX_ITER, show_default=True)
+@click.option("--restart-iter", type=click.IntRange(min=1), default=DEFAULT_RESTART_ITER, show_default=True,
+              help="Iterations after which only the candidate of least joint inertia goes on.")
+@click.option("--max-iter", type=click.IntRange(min=1), default=DEFAULT_MAX_ITER, show_default=True,
+              help="Stop after this many iterations even if the centroids still move (the output says so).")
 @click.option("--seed", type=int, help="Seed for the choice of initial users (masks always use the OS generator).")
 @engine_options
-def segment(brand, media, id_column, k, out_dir, exclude, min_segment_size, profile_noise, n_init, max_iter, seed,
-            engine, deployment, overwrite):
+@run_options
+def segment(brand, media, id_column, k, out_dir, exclude, min_segment_size, profile_noise, n_init, restart_iter,
+            max_iter, seed, engine, deployment, overwrite, timeout, resume):
     """Split the users both parties hold into K personas, on the brand's and the media's features.
 
     Matches the users privately, then runs KMeans with each party keeping its own slice
@@ -40,14 +44,15 @@ def segment(brand, media, id_column, k, out_dir, exclude, min_segment_size, prof
     means per segment: the party's own, plus the other party's for segments of at
     least --min-segment-size users) and OUT/ledger.jsonl.
     """
-    model = VerticalKMeans(k, id_column=id_column, exclude=exclude, n_init=n_init, max_iter=max_iter,
-                           min_segment_size=min_segment_size, profile_noise=profile_noise, random_state=seed,
+    model = VerticalKMeans(k, id_column=id_column, exclude=exclude, n_init=n_init, restart_iter=restart_iter,
+                           max_iter=max_iter, min_segment_size=min_segment_size, profile_noise=profile_noise,
+                           random_state=seed,
                            engine=chosen_engine(engine, deployment))
-    model.fit(brand, media, out_dir, overwrite=overwrite)
+    model.fit(brand, media, out_dir, overwrite=overwrite, resume=resume, timeout=timeout)
     summary = model.summary_
     sizes = ", ".join(str(int(s)) for s in model.profiles_["brand"]["size"])
-    state = "converged" if summary["converged"] else "stopped at --max-iter"
-    click.echo(f"{summary['rows']} shared users in {k} segments ({sizes}); {state} after {summary['n_iter']} "
+    state = "converged" if model.converged_ else "stopped at --max-iter"
+    click.echo(f"{summary['rows']} shared users in {k} segments ({sizes}); {state} after {model.n_iter_} "
                f"iterations; {summary['released_segments']} of {k} segments profiled to the other party")
     click.echo(f"segments: {out_dir}/<party>/segments.csv; profiles: {out_dir}/<party>/profiles.csv; "
                f"ledger: {out_dir}/ledger.jsonl")
@@ -61,14 +66,18 @@ def segment(brand, media, id_column, k, out_dir, exclude, min_segment_size, prof
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--exclude", multiple=True, help="A column to leave out (repeatable); text columns must be.")
 @click.option("--dp-epsilon", type=click.FloatRange(min=0, min_open=True),
-              help="Differential privacy: noise every party's sums and counts so the run spends this epsilon.")
-@click.option("--min-segment-size", type=click.IntRange(min=1), default=MIN_SEGMENT_SIZE, show_default=True,
-              help="A party proposes as initial centroids only local clusters of at least this many rows.")
-@click.option("--max-iter", type=click.IntRange(min=1), default=DEFAULT_MAX_ITER, show_default=True)
+              help="Differential privacy (per row): noise every party's sums and counts, the initialisation's "
+                   "included, so the run spends this epsilon.")
+@click.option("--min-proposal-size", type=click.IntRange(min=1),
+              help="Without DP, a party proposes as initial centroids only local clusters of at least this many "
+                   "rows. Default: half the party's average local cluster (rows / 2K), between 10 and 50.")
+@click.option("--max-iter", type=click.IntRange(min=1), default=DEFAULT_MAX_ITER, show_default=True,
+              help="Stop after this many iterations even if the centroids still move (the output says so).")
 @click.option("--seed", type=int, help="Seed of the shared initialisation.")
 @engine_options
-def kmeans(parties, id_column, k, out_dir, exclude, dp_epsilon, min_segment_size, max_iter, seed, engine, deployment,
-           overwrite):
+@run_options
+def kmeans(parties, id_column, k, out_dir, exclude, dp_epsilon, min_proposal_size, max_iter, seed, engine, deployment,
+           overwrite, timeout, resume):
     """Cluster the rows of N parties with the same columns into K segments.
 
     Sums and counts travel encrypted under a key the coordinator does not hold; the
@@ -80,11 +89,11 @@ def kmeans(parties, id_column, k, out_dir, exclude, dp_epsilon, min_segment_size
     if len(set(names)) != len(names):
         raise InputError("two --party files have the same name; parties are named after their files")
     model = HorizontalKMeans(k, id_column=id_column, exclude=exclude, max_iter=max_iter,
-                             min_segment_size=min_segment_size, dp_epsilon=dp_epsilon, random_state=seed,
+                             min_proposal_size=min_proposal_size, dp_epsilon=dp_epsilon, random_state=seed,
                              engine=chosen_engine(engine, deployment))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PrivacyWarning)  # printed below, from the summary
-        model.fit(dict(zip(names, parties)), out_dir, overwrite=overwrite)
+        model.fit(dict(zip(names, parties)), out_dir, overwrite=overwrite, resume=resume, timeout=timeout)
     summary = model.summary_
     for text in summary["warnings"]:
         click.secho(f"warning: {text}", fg="yellow", err=True)

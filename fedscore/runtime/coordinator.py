@@ -7,6 +7,7 @@ passes through it and therefore must be a ciphertext, blinded identifiers, a mas
 a size or an aggregate that the protocol's spec releases.
 """
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 
@@ -46,19 +47,30 @@ class Coordinator:
         Binds every message to this run; parties refuse messages of another run.
     timeout : float
         Seconds to wait for a party before the run stops with an error naming it.
+    journal : fedscore.runtime.checkpoint.Journal, optional
+        Records every completed exchange; while it holds exchanges of an earlier
+        attempt of this run, they are answered from it (a resumed run).
 
     Attributes
     ----------
+    random_seed : int
+        Seed for the coordinator's own random choices, the same for every attempt of
+        a run.
     dropouts : list of dict
         Parties left out of an ``exchange(..., allow_missing=True)``: role, step,
         sequence number and the reason (its error or the timeout).
     """
 
-    def __init__(self, transport, ledger, run_id=None, timeout=600.0):
+    def __init__(self, transport, ledger, run_id=None, timeout=600.0, journal=None):
         self.transport = transport
         self.ledger = ledger
         self.run_id = run_id or uuid.uuid4().hex
         self.timeout = timeout
+        self.journal = journal
+        # The coordinator's own random choices (initial centroid rows, a shared seed) are
+        # public parameters it sends to the parties; drawing them from the run id makes a
+        # resumed run, which has the same id, make the same choices again.
+        self.random_seed = int.from_bytes(hashlib.blake2b(self.run_id.encode("utf-8"), digest_size=8).digest(), "little")
         self.dropouts = []
         self._seq = 0
 
@@ -84,13 +96,26 @@ class Coordinator:
         outgoing = []
         for role, (step, message) in requests.items():
             encoded, payloads = (message or Message()).encode()
-            self._record(COORDINATOR, role, step, encoded, payloads)
             outgoing.append(Request(role, step, self.run_id, self._seq, encoded, payloads))
             self._seq += 1
-        replies = self.transport.exchange(outgoing, timeout=self.timeout)
+        if self.journal is not None and self.journal.replaying:
+            # Answered in an earlier attempt of this run: nothing crosses again, and the
+            # ledger (carried over from that attempt) already holds these hops.
+            result = self._collect(outgoing, self.journal.replay(outgoing), allow_missing, record=False)
+        else:
+            for request in outgoing:
+                self._record(COORDINATOR, request.role, request.step, request.fields, request.payloads)
+            replies = self.transport.exchange(outgoing, timeout=self.timeout)
+            result = self._collect(outgoing, replies, allow_missing, record=True)
+            if self.journal is not None:
+                self.journal.record(outgoing, replies)
+        return result
+
+    def _collect(self, outgoing, replies, allow_missing, *, record):
+        """Decode the replies by role; stop at a failed party unless ``allow_missing``."""
         result = {}
         for request, reply in zip(outgoing, replies):
-            if reply is not None and reply.error is not None:
+            if record and reply is not None and reply.error is not None:
                 self._record_error(request.role, request.step, reply.error)
             if reply is None or reply.error is not None:
                 reason = reply.error if reply is not None else f"no answer to {request.step!r} within {self.timeout:g} s"
@@ -98,7 +123,8 @@ class Coordinator:
                     raise PartyError(request.role, reason)
                 self.dropouts.append({"role": request.role, "step": request.step, "seq": request.seq, "reason": reason})
                 continue
-            self._record(request.role, COORDINATOR, request.step, reply.fields, reply.payloads)
+            if record:
+                self._record(request.role, COORDINATOR, request.step, reply.fields, reply.payloads)
             result[request.role] = Message.decode(reply.fields, reply.payloads)
         return result
 

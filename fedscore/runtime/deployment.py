@@ -266,7 +266,7 @@ class LocalDeployment:
         return answers
 
 
-def run_deployed(job, options, party_configs, ledger_path, run_id, timeout, *, secure=True):
+def run_deployed(job, options, party_configs, ledger_path, run_id, timeout, checkpoint="", *, secure=True):
     """Run ``job`` over a :class:`LocalDeployment` of the parties; return the job's summary.
 
     Raises the job's own error (a party failed, bad input) when the ServerApp reported
@@ -282,7 +282,8 @@ def run_deployed(job, options, party_configs, ledger_path, run_id, timeout, *, s
         result_path = deployment.dir / "result.json"
         settings = RunSettings(job=job, options=dict(options), roles=roles,
                                ledger_path=str(Path(ledger_path).resolve()), result_path=str(result_path),
-                               run_id=run_id, timeout=timeout, require_node_names=secure)
+                               run_id=run_id, timeout=timeout, require_node_names=secure,
+                               checkpoint_path=str(checkpoint or ""))
         status = deployment.run(app_dir, settings.to_run_config(), result_path)
         summary = read_result(result_path)
         if status != "finished:completed" or summary is None:

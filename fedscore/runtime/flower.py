@@ -31,6 +31,7 @@ from .. import __version__
 from ..errors import FedscoreError, InputError, ProtocolError
 from ..ledger import Ledger
 from ..wire import Message
+from .checkpoint import Journal
 from .coordinator import Coordinator, Reply
 from .jobs import resolve_job
 from .party import PartyContext
@@ -60,6 +61,7 @@ RUN_CONFIG_DEFAULTS = {
     "run-id": "",
     "timeout": 600.0,
     "require-node-names": True,
+    "checkpoint-path": "",
 }
 """The ServerApp's run config and its defaults (``[tool.flwr.app.config]`` states the same)."""
 
@@ -264,6 +266,7 @@ class RunSettings:
     run_id: str = ""
     timeout: float = 600.0
     require_node_names: bool = True
+    checkpoint_path: str = ""
 
     @classmethod
     def from_run_config(cls, run_config):
@@ -276,7 +279,7 @@ class RunSettings:
         return cls(
             job=str(cfg["job"]), options=options, roles=roles, ledger_path=str(cfg["ledger-path"]),
             result_path=str(cfg["result-path"]), run_id=str(cfg["run-id"]), timeout=float(cfg["timeout"]),
-            require_node_names=_as_bool(cfg["require-node-names"]),
+            require_node_names=_as_bool(cfg["require-node-names"]), checkpoint_path=str(cfg["checkpoint-path"]),
         )
 
     def to_run_config(self):
@@ -284,6 +287,7 @@ class RunSettings:
             "job": self.job, "options": json.dumps(self.options), "roles": ",".join(self.roles),
             "ledger-path": self.ledger_path, "result-path": self.result_path, "run-id": self.run_id,
             "timeout": float(self.timeout), "require-node-names": bool(self.require_node_names),
+            "checkpoint-path": self.checkpoint_path,
         }
 
 
@@ -300,7 +304,9 @@ def run_on_grid(grid, settings):
     try:
         transport = FlowerTransport(grid, settings.roles, timeout=settings.timeout,
                                     require_node_names=settings.require_node_names)
-        coordinator = Coordinator(transport, ledger, run_id=settings.run_id or None, timeout=settings.timeout)
+        journal = Journal(settings.checkpoint_path) if settings.checkpoint_path else None
+        coordinator = Coordinator(transport, ledger, run_id=settings.run_id or None, timeout=settings.timeout,
+                                  journal=journal)
         return resolve_job(settings.job)(coordinator, dict(settings.options))
     finally:
         ledger.close()
@@ -428,4 +434,4 @@ def _load_party(context, identity):
     if _STATE_KEY in context.state:
         return pickle.loads(context.state[_STATE_KEY]["party"])
     role, config = identity(context)
-    return PartyContext(role=role, config=dict(config))
+    return PartyContext.restore(role, config)

@@ -21,7 +21,7 @@ class LocalTransport:
     """
 
     def __init__(self, party_configs):
-        self.parties = {role: PartyContext(role=role, config=dict(cfg)) for role, cfg in party_configs.items()}
+        self.parties = {role: PartyContext.restore(role, cfg) for role, cfg in party_configs.items()}
 
     @property
     def roles(self):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ProtocolError
 from ..wire import Message
+from .checkpoint import load_snapshot, save_snapshot
 
 _STEPS = {}
 
@@ -70,19 +71,44 @@ class PartyContext:
     state: dict = field(default_factory=dict)
     run_id: str = None
     last_seq: int = -1
+    last_step: str = None
+    last_reply: Message = None
+
+    @classmethod
+    def restore(cls, role, config):
+        """The party as its checkpoint left it, when its config says to resume; else a fresh one.
+
+        ``config["checkpoint"]`` is where the party writes a snapshot after every step
+        (:mod:`fedscore.runtime.checkpoint`); ``config["resume"]`` makes it start from it.
+        """
+        path = config.get("checkpoint")
+        snapshot = load_snapshot(path) if path and config.get("resume") else None
+        return cls(role=role, config=dict(config), **(snapshot or {}))
 
     def handle(self, step, run_id, seq, message):
-        """Check that a request belongs to this run and comes in order, then run its step."""
+        """Check that a request belongs to this run and comes in order, then run its step.
+
+        With a checkpoint, the request this party answered last may come again (the run
+        resumed after another party failed in that round): it gets the same reply, not a
+        new one drawn with fresh randomness.
+        """
         if self.run_id is None:
             self.run_id = run_id
         elif run_id != self.run_id:
             raise ProtocolError(f"message from another run ({run_id!r}, expected {self.run_id!r})")
+        if (seq, step) == (self.last_seq, self.last_step) and self.last_reply is not None:
+            return self.last_reply
         if seq <= self.last_seq:
             raise ProtocolError(f"replayed or out-of-order message (sequence {seq} after {self.last_seq})")
-        self.last_seq = seq
+        self.last_seq, self.last_step, self.last_reply = seq, step, None
         reply = resolve_step(step)(self, message)
         if reply is None:
             reply = Message()
         if not isinstance(reply, Message):
             raise TypeError(f"step {step!r} must return a Message")
+        checkpoint = self.config.get("checkpoint")
+        if checkpoint:
+            self.last_reply = reply
+            save_snapshot(checkpoint, {"state": self.state, "run_id": self.run_id, "last_seq": seq,
+                                       "last_step": step, "last_reply": reply})
         return reply

@@ -15,11 +15,15 @@ The protocol code is the same in all three; only the transport differs.
 """
 
 import json
+import shutil
 import uuid
 
+from ..errors import FedscoreError
 from ..ledger import Ledger
 from ..output import staged_output
 from ..report import write_report
+from . import checkpoint
+from .checkpoint import Journal
 from .coordinator import Coordinator
 from .jobs import resolve_job
 from .local import LocalTransport
@@ -27,7 +31,8 @@ from .local import LocalTransport
 ENGINES = ("local", "simulation", "deployment")
 
 
-def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, timeout=600.0, reports=True):
+def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, timeout=600.0, reports=True,
+            resume=False):
     """Run ``job`` with each party's local files and write everything under ``out_dir``.
 
     Parameters
@@ -50,42 +55,68 @@ def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, 
     reports : bool
         Write each party's HTML report (and its PNG charts) into its own folder as
         ``<role>/report.html``, built only from the shared files and that party's folder.
+    resume : bool
+        Go on from the checkpoint a failed attempt of the same job left in
+        ``<out_dir>.checkpoint`` (:mod:`fedscore.runtime.checkpoint`) instead of
+        starting afresh.
 
     Returns
     -------
     dict
         The job's summary.
+
+    Notes
+    -----
+    While a run goes on, its checkpoint beside ``out_dir`` holds the coordinator's
+    journal, the ledger and each party's snapshot. It is deleted when the run succeeds;
+    when the run fails it stays, and the error says how to resume.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
-    run_id = uuid.uuid4().hex
     with staged_output(out_dir, overwrite=overwrite) as staging:
+        folder, run_id = checkpoint.start(out_dir, job=job, options=options, run_id=uuid.uuid4().hex,
+                                          resume=resume)
         party_configs = {}
         for role, cfg in parties.items():
             (staging / role).mkdir()
-            party_configs[role] = {**cfg, "out": str(staging / role)}
-        ledger_path = staging / "ledger.jsonl"
-        if engine == "local":
-            summary = _run_local(job, options, party_configs, ledger_path, run_id, timeout)
-        elif engine == "simulation":
-            from .simulation import run_simulated
-
-            summary = run_simulated(job, options, party_configs, ledger_path, run_id, timeout)
-        else:
-            from .deployment import run_deployed
-
-            summary = run_deployed(job, options, party_configs, ledger_path, run_id, timeout)
+            party_configs[role] = {**cfg, "out": str(staging / role),
+                                   "checkpoint": str(checkpoint.snapshot_path(folder, role)), "resume": bool(resume)}
+        ledger_path = folder / checkpoint.LEDGER_FILE
+        try:
+            summary = _run_engine(engine, job, options, party_configs, ledger_path, run_id, timeout, folder)
+        except FedscoreError as exc:
+            if (folder / checkpoint.JOURNAL_FILE).exists():
+                exc.args = (f"{exc}; the rounds completed so far are kept in {folder}: "
+                            f"run the same command again with --resume to go on from there",)
+            else:
+                checkpoint.finish(folder)
+            raise
+        shutil.copyfile(ledger_path, staging / "ledger.jsonl")
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if reports:
             for role in parties:
                 write_report(staging, staging / role, party=role, title=f"fedscore {job}", name="report")
+    checkpoint.finish(folder)
     return summary
 
 
-def _run_local(job, options, party_configs, ledger_path, run_id, timeout):
+def _run_engine(engine, job, options, party_configs, ledger_path, run_id, timeout, folder):
+    if engine == "local":
+        return _run_local(job, options, party_configs, ledger_path, run_id, timeout, folder)
+    if engine == "simulation":
+        from .simulation import run_simulated
+
+        return run_simulated(job, options, party_configs, ledger_path, run_id, timeout, folder)
+    from .deployment import run_deployed
+
+    return run_deployed(job, options, party_configs, ledger_path, run_id, timeout, folder)
+
+
+def _run_local(job, options, party_configs, ledger_path, run_id, timeout, folder):
     ledger = Ledger(ledger_path, run_id=run_id)
     try:
-        coordinator = Coordinator(LocalTransport(party_configs), ledger, run_id=run_id, timeout=timeout)
+        coordinator = Coordinator(LocalTransport(party_configs), ledger, run_id=run_id, timeout=timeout,
+                                  journal=Journal(folder))
         return resolve_job(job)(coordinator, dict(options))
     finally:
         ledger.close()

@@ -19,7 +19,7 @@ gets its own actor and they work concurrently as in a deployment. Flower's defau
 2 CPUs per client would run the parties one after another on a 2-core machine."""
 
 
-def run_simulated(job, options, party_configs, ledger_path, run_id, timeout):
+def run_simulated(job, options, party_configs, ledger_path, run_id, timeout, checkpoint=""):
     """Run ``job`` with one simulated SuperNode per party; return the job's summary.
 
     Flower's and Ray's logs are silenced unless the ``fedscore`` logger is at DEBUG
@@ -31,7 +31,8 @@ def run_simulated(job, options, party_configs, ledger_path, run_id, timeout):
     roles = tuple(party_configs)
     # Simulated nodes have no keys: each party's role comes from its partition id.
     settings = RunSettings(job=job, options=dict(options), roles=roles, ledger_path=str(ledger_path),
-                           run_id=run_id, timeout=timeout, require_node_names=False)
+                           run_id=run_id, timeout=timeout, require_node_names=False,
+                           checkpoint_path=str(checkpoint or ""))
     summaries = []
     server_app = make_server_app(settings, on_summary=summaries.append)
     client_app = make_client_app([(role, dict(party_configs[role])) for role in roles])
