@@ -50,7 +50,7 @@ from scipy.special import expit
 from scipy.stats import rankdata
 
 from . import dp
-from .data import FeatureEncoder, read_table, validate_ids
+from .data import FeatureEncoder, as_table_file, read_table, validate_ids
 from .errors import InputError, ProtocolError
 from .he import load_context
 from .params import MIN_SEED_SIZE
@@ -74,6 +74,7 @@ from .vertical_lr import (
     release,
     seal_values,
     unmask,
+    weak_keys_allowed,
 )
 from .wire import Message, ciphertext, public, size
 
@@ -251,13 +252,15 @@ def encrypt_labels(party, msg):
     psi = _psi_state(party, "flags")
     flags = psi["flags"].astype(float)
     backend, bits = msg["backend"], msg["paillier_key_bits"]
-    key = create_key(backend, release_budget=AGGREGATE_RELEASE_BUDGET, paillier_key_bits=bits)
+    key = create_key(backend, release_budget=AGGREGATE_RELEASE_BUDGET, paillier_key_bits=bits,
+                     allow_weak_key=weak_keys_allowed(party))
     state = party.state["lookalike"] = {"key": key, "seed_size": int(psi["size"]), "matched": int(psi["matched"]),
                                         "rows": int(len(flags))}
     reply = {"channel_key": public(open_channel(party)), "public_context": public(key.public_context().to_bytes()),
              "labels": ciphertext(encrypt_scaled(key, flags).to_bytes())}
     if msg["exclude_seed"]:
-        flag_key = create_key(backend, release_budget=len(flags), paillier_key_bits=bits)
+        flag_key = create_key(backend, release_budget=len(flags), paillier_key_bits=bits,
+                              allow_weak_key=weak_keys_allowed(party))
         state["flag_key"] = flag_key
         reply.update(flag_context=public(flag_key.public_context().to_bytes()),
                      flags=ciphertext(encrypt_scaled(flag_key, flags).to_bytes()))
@@ -414,7 +417,7 @@ def label_aggregate(party, msg):
     """
     state = party.state["lookalike"]
     connect_channel(party, msg["channel_key"])
-    context = load_context(msg["public_context"])
+    context = load_context(msg["public_context"], allow_weak_key=weak_keys_allowed(party))
     labels = context.load_vector(msg["labels"])
     features = state["features"]
     if labels.size != len(features):
@@ -427,7 +430,7 @@ def label_aggregate(party, msg):
     masked_product, mask_values, release_bound = mask(product, bound)
     state.update(context=context, labels=labels, mask=mask_values, shift=shift)
     if "flags" in list(msg):
-        flag_context = load_context(msg["flag_context"])
+        flag_context = load_context(msg["flag_context"], allow_weak_key=weak_keys_allowed(party))
         state.update(flag_context=flag_context, flags=flag_context.load_vector(msg["flags"]))
     return Message(aggregate=ciphertext(masked_product.to_bytes()), release_bound=public(release_bound),
                    message_bound=public(message_bound(context.scheme, 1.0)), scale=public(2.0 ** shift))
@@ -644,8 +647,8 @@ def lookalike(seed, media, *, id_column, out, backend="ckks", audience_sizes=DEF
 
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="fedscore-lookalike-") as tmp:
-        seed_path = _as_file(seed, Path(tmp) / "seed.csv")
-        media_path = _as_file(media, Path(tmp) / "media.csv")
+        seed_path = as_table_file(seed, Path(tmp) / "seed.csv")
+        media_path = as_table_file(media, Path(tmp) / "media.csv")
         _check_seed(seed_path, id_column, int(min_seed))
         options = {"id_column": id_column, "id_kind": id_kind, "backend": backend,
                    "audience_sizes": list(audience_sizes) if not isinstance(audience_sizes, str)
@@ -655,8 +658,10 @@ def lookalike(seed, media, *, id_column, out, backend="ckks", audience_sizes=DEF
                    "l2_candidates": [float(v) for v in l2_candidates], "random_state": random_state,
                    "paillier_key_bits": paillier_key_bits}
         check_options(options)
-        parties = {BRAND: {"data": str(seed_path), "id_column": id_column},
-                   MEDIA: {"data": str(media_path), "id_column": id_column}}
+        # Both parties run here, for the caller, who asked for the key size: both consent to it.
+        consent = {"allow_weak_keys": True} if paillier_key_bits else {}
+        parties = {BRAND: {"data": str(seed_path), "id_column": id_column, **consent},
+                   MEDIA: {"data": str(media_path), "id_column": id_column, **consent}}
         summary = run_job("lookalike", options, parties, out, engine=engine, overwrite=overwrite, resume=resume,
                           timeout=timeout)
     return read_result(out, summary)
@@ -672,14 +677,6 @@ def read_result(out, summary=None):
     return LookalikeResult(out=out, report=json.loads((out / "brand" / "report.json").read_text()),
                            scores=pd.read_csv(out / "media" / "scores.csv", dtype={0: str}), audiences=audiences,
                            model=json.loads((out / "media" / "model.json").read_text()), summary=summary)
-
-
-def _as_file(table, path):
-    """Return a path for ``table``: itself if it is one, else the frame written to ``path``."""
-    if isinstance(table, pd.DataFrame):
-        table.to_csv(path, index=False)
-        return path
-    return Path(table).resolve()
 
 
 def _check_seed(path, id_column, min_seed):

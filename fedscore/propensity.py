@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from .data import FeatureEncoder, parse_labels, read_table, validate_ids
+from .data import FeatureEncoder, as_table_file, parse_labels, read_table, validate_ids
 from .errors import InputError, ProtocolError
 from .he import load_context
 from .he._random import uniform
@@ -77,6 +77,7 @@ from .vertical_lr import (
     split_product_bound,
     split_sigmoid,
     unmask,
+    weak_keys_allowed,
 )
 from .wire import Message, ciphertext, control, public, size
 
@@ -268,7 +269,8 @@ def load(party, msg):
     reply = {"features": size(features.shape[1]), "table_rows": size(len(frame)),
              "channel_key": public(open_channel(party))}
     if party.role == BRAND:
-        labels = parse_labels(frame.iloc[rows].reset_index(drop=True), label_column, path)
+        # Every row's label is checked, matched or not, so an error names the row of the file.
+        labels = parse_labels(frame, label_column, path)[rows]
         validation = validation_split(state["ids"], ~np.isnan(labels), float(msg["validation_fraction"]),
                                       msg["random_state"])
         train = ~np.isnan(labels) & ~validation
@@ -303,7 +305,8 @@ def make_key(party, msg):
     state = party.state["propensity"]
     connect_channel(party, msg["channel_key"])
     budget = int(msg["epochs"]) * released_per_epoch(party.role, int(msg["peer_features"])) + RELEASE_RESERVE
-    key = create_key(msg["backend"], release_budget=budget, paillier_key_bits=msg["paillier_key_bits"])
+    key = create_key(msg["backend"], release_budget=budget, paillier_key_bits=msg["paillier_key_bits"],
+                     allow_weak_key=weak_keys_allowed(party))
     features = state["features"]
     tables = {party.role: state["table_rows"], _peer(party.role): int(msg["peer_table_rows"])}
     state.update(key=key, n_train=int(msg["training_rows"]),
@@ -404,7 +407,7 @@ class EarlyStopping:
 def media_logits(party, msg):
     """First epoch: the brand's public key arrives; send ``[[u]]`` at the look-ahead weights."""
     state = party.state["propensity"]
-    state["peer_context"] = load_context(msg["public_context"])
+    state["peer_context"] = load_context(msg["public_context"], allow_weak_key=weak_keys_allowed(party))
     state["snapshots"] = []
     return _logits_message(party)
 
@@ -497,7 +500,7 @@ def rank_encrypt(party, msg):
              "coef": weights.tolist(), "encoder": encoder}
     (Path(party.config["out"]) / "model.json").write_text(json.dumps(model, indent=2) + "\n")
     z = np.clip(state["features"] @ weights, -RANK_LOGIT_LIMIT, RANK_LOGIT_LIMIT)
-    key = create_key("paillier", paillier_key_bits=msg["paillier_key_bits"])
+    key = create_key("paillier", paillier_key_bits=msg["paillier_key_bits"], allow_weak_key=weak_keys_allowed(party))
     state["rank_key"] = key
     blobs = [key.encrypt([value]).to_bytes() for value in z]
     return Message(public_context=public(key.public_context().to_bytes()), media_logits=ciphertext(blobs))
@@ -525,7 +528,8 @@ def rank_reveal(party, msg):
 @party_step("propensity.peer_key")
 def peer_key(party, msg):
     """The brand receives the media's public key."""
-    party.state["propensity"]["peer_context"] = load_context(msg["public_context"])
+    party.state["propensity"]["peer_context"] = load_context(msg["public_context"],
+                                                            allow_weak_key=weak_keys_allowed(party))
     return Message()
 
 
@@ -600,7 +604,7 @@ def rank_mask(party, msg):
     the media learns how many, not which.
     """
     state = party.state["propensity"]
-    context = load_context(msg["public_context"])
+    context = load_context(msg["public_context"], allow_weak_key=weak_keys_allowed(party))
     blobs = msg["media_logits"]
     if len(blobs) != len(state["features"]):
         raise ProtocolError(f"received {len(blobs)} encrypted scores for {len(state['features'])} matched users")
@@ -757,14 +761,10 @@ def propensity(brand, media, *, id_column, label_column, out, backend="ckks", ep
                "random_state": random_state, "paillier_key_bits": paillier_key_bits}
     check_options(options)
     with tempfile.TemporaryDirectory(prefix="fedscore-propensity-") as tmp:
-        paths = {}
-        for role, table in ((BRAND, brand), (MEDIA, media)):
-            if isinstance(table, pd.DataFrame):
-                paths[role] = Path(tmp) / f"{role}.csv"
-                table.to_csv(paths[role], index=False)
-            else:
-                paths[role] = Path(table).resolve()
-        parties = {role: {"data": str(path)} for role, path in paths.items()}
+        # Both parties run here, for the caller, who asked for the key size: both consent to it.
+        consent = {"allow_weak_keys": True} if paillier_key_bits else {}
+        parties = {role: {"data": str(as_table_file(table, Path(tmp) / f"{role}.csv")), **consent}
+                   for role, table in ((BRAND, brand), (MEDIA, media))}
         summary = run_job("propensity", options, parties, out, engine=engine, overwrite=overwrite, resume=resume,
                           timeout=timeout)
     return read_result(out, summary)

@@ -118,7 +118,16 @@ SPLIT_SIGMOID_POINTS = 64
 gives the brand each epoch and the split-sigmoid fit uses as its design points."""
 
 
-def create_key(scheme, *, release_budget=None, paillier_key_bits=None):
+def weak_keys_allowed(party):
+    """Whether this party consents to Paillier keys below 128-bit security (tests, legacy peers).
+
+    A setting of the party's own (``allow_weak_keys`` in its local config or node config),
+    never a run option: run options come from the coordinator.
+    """
+    return bool(party.config.get("allow_weak_keys", False))
+
+
+def create_key(scheme, *, release_budget=None, paillier_key_bits=None, allow_weak_key=False):
     """Generate a party's own key pair for one run.
 
     Parameters
@@ -129,15 +138,18 @@ def create_key(scheme, *, release_budget=None, paillier_key_bits=None):
         flooding noise grows with its square root, so a protocol sizes it to what it
         actually releases instead of taking the backend's default.
     paillier_key_bits : int, optional
-        Paillier only; below 3072 bits the backend warns (tests use short keys).
+        Paillier only. The run's options say it, so the coordinator chooses it.
+    allow_weak_key : bool
+        The party's own consent to a key below 3072 bits (its local config
+        ``allow_weak_keys``): without it such a request is refused, so the coordinator
+        alone cannot weaken a party's key.
     """
     from .he import create_context
 
     if scheme == "ckks":
         return create_context("ckks", **({"release_budget": int(release_budget)} if release_budget else {}))
     if paillier_key_bits:
-        return create_context("paillier", key_bits=int(paillier_key_bits),
-                              allow_weak_key=int(paillier_key_bits) < PAILLIER_KEY_BITS)
+        return create_context("paillier", key_bits=int(paillier_key_bits), allow_weak_key=allow_weak_key)
     return create_context("paillier")
 
 

@@ -28,7 +28,7 @@ def owner():
 def peer(owner):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return load_context(owner.public_context().to_bytes())
+        return load_context(owner.public_context().to_bytes(), allow_weak_key=True)
 
 
 @pytest.fixture
@@ -108,6 +108,18 @@ def test_weak_keys_need_explicit_permission():
     assert weak_context().key_bits == TEST_KEY_BITS
 
 
+def test_a_weak_key_is_refused_by_its_receiver_whatever_its_sender_allowed(owner):
+    """The sender serialised its context with its own allowance; the receiver's policy decides."""
+    shipped = owner.public_context().to_bytes()
+    with pytest.raises(CryptoError, match="128-bit"):
+        load_context(shipped)
+    with pytest.warns(UserWarning, match="security"):
+        assert load_context(shipped, allow_weak_key=True).key_bits == TEST_KEY_BITS
+    with warnings.catch_warnings():  # a party's own state keeps the allowance it was created with
+        warnings.simplefilter("ignore", UserWarning)
+        assert pickle.loads(pickle.dumps(owner)).key_bits == TEST_KEY_BITS
+
+
 def test_too_large_value_is_refused(peer):
     with pytest.raises(CryptoError, match="too large"):
         peer.encrypt([1e300])
@@ -151,5 +163,5 @@ def test_pickle_and_key_file_round_trip(owner, rng):
     assert np.allclose(restored[0].context.decrypt(restored[1]), 2 * x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        from_file = load_context(owner.to_bytes(include_secret_key=True))
+        from_file = load_context(owner.to_bytes(include_secret_key=True), allow_weak_key=True)
     assert np.allclose(from_file.decrypt(from_file.load_vector(restored[0].to_bytes())), x)

@@ -147,6 +147,31 @@ def test_refuses_missing_label_column(tmp_path):
         propensity(brand.drop(columns="y"), media, id_column="uid", label_column="y", out=tmp_path / "run")
 
 
+def test_a_bad_label_is_named_by_its_row_in_the_file(tmp_path):
+    brand, media = tables()
+    brand = brand.reset_index(drop=True)
+    brand.loc[4, "y"] = "maybe"
+    path = tmp_path / "brand.csv"
+    brand.to_csv(path, index=False)
+    with pytest.raises(FedscoreError, match=r"brand.csv, column 'y', row 6: label 'maybe'"):
+        propensity(path, media, id_column="uid", label_column="y", out=tmp_path / "run")
+
+
+def test_the_coordinator_alone_cannot_weaken_a_partys_key(tmp_path):
+    """A short Paillier key in the run options is refused by a party that did not consent to it."""
+    from fedscore.runtime.runner import run_job
+
+    brand, media = tables()
+    brand_path, media_path = tmp_path / "brand.csv", tmp_path / "media.csv"
+    brand.to_csv(brand_path, index=False)
+    media.to_csv(media_path, index=False)
+    options = {"id_column": "uid", "label_column": "y", "backend": "paillier", "paillier_key_bits": 1024,
+               "epochs": 1, "min_intersection": 10}
+    with pytest.raises(FedscoreError, match="1024-bit Paillier key is below 128-bit security"):
+        run_job("propensity", options, {"brand": {"data": str(brand_path)}, "media": {"data": str(media_path)}},
+                tmp_path / "run")
+
+
 def test_refuses_one_class(tmp_path):
     brand, media = tables()
     brand["y"] = np.where(brand["y"] == "", "", "no")

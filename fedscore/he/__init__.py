@@ -30,8 +30,16 @@ def create_context(scheme, **params):
     return context_class(**params)
 
 
-def load_context(data):
+def load_context(data, *, allow_weak_key=False):
     """Rebuild a context from :meth:`HEContext.to_bytes`, checking integrity and parameters.
+
+    Parameters
+    ----------
+    data : bytes
+    allow_weak_key : bool
+        Accept a Paillier key below 128-bit security (with a warning). The receiver's
+        own policy: a peer cannot lower it by serialising its context with the flag set.
+        CKKS parameters are always checked against the 128-bit table.
 
     Raises
     ------
@@ -40,6 +48,8 @@ def load_context(data):
         below the security level the context was created with.
     """
     scheme, key_fingerprint, fields = _envelope.unpack(data, _envelope.KIND_CONTEXT)
+    if scheme == "paillier":
+        return PaillierContext._from_fields(key_fingerprint, fields, allow_weak_key=allow_weak_key)
     return _CONTEXTS[scheme]._from_fields(key_fingerprint, fields)
 
 

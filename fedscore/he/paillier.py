@@ -191,17 +191,23 @@ class PaillierContext(HEContext):
         return _envelope.pack(_envelope.KIND_CONTEXT, self.scheme, self._fingerprint, fields)
 
     @classmethod
-    def _from_fields(cls, key_fingerprint, fields):
-        """Rebuild a context from an opened envelope (see :func:`fedscore.he.load_context`)."""
+    def _from_fields(cls, key_fingerprint, fields, *, allow_weak_key=None):
+        """Rebuild a context from an opened envelope (see :func:`fedscore.he.load_context`).
+
+        ``allow_weak_key`` is the receiver's policy: a key below 128-bit security is
+        refused unless the receiver allows it, whatever its sender allowed itself.
+        ``None`` keeps the flag the context was saved with (a party's own state).
+        """
         try:
             meta = json.loads(fields[0])
-            precision_bits, allow_weak_key = int(meta["precision_bits"]), bool(meta["allow_weak_key"])
+            precision_bits, saved_allowance = int(meta["precision_bits"]), bool(meta["allow_weak_key"])
             n = int.from_bytes(fields[1], "big")
             secret = [int.from_bytes(f, "big") for f in fields[2:]]
         except (ValueError, KeyError, TypeError, IndexError) as error:
             raise CryptoError(f"serialised Paillier context is malformed: {error}") from error
         if len(secret) not in (0, 2) or (secret and secret[0] * secret[1] != n):
             raise CryptoError("serialised Paillier context holds an inconsistent secret key")
+        allow_weak_key = saved_allowance if allow_weak_key is None else bool(allow_weak_key)
         _check_key_bits(n.bit_length(), allow_weak_key)
         public_key = paillier.PaillierPublicKey(n)
         private_key = paillier.PaillierPrivateKey(public_key, *secret) if secret else None
