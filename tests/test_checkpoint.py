@@ -51,11 +51,11 @@ def test_a_failed_run_resumes_where_it_stopped_and_repeats_no_release(tmp_path):
     folder.mkdir()
     first = CountingTransport(_configs(folder, resume=False, fail_at=2))
     with pytest.raises(PartyError, match="party 'media' failed"):
-        _rounds(Coordinator(first, Ledger(), run_id="r1", journal=checkpoint.Journal(folder)))
+        _rounds(Coordinator(first, Ledger(), run_id="r1", journal=checkpoint.Journal(folder, "r1")))
     brand_token_round_2 = first.parties["brand"].last_reply["token"]  # brand answered round 2, media failed
 
     again = CountingTransport(_configs(folder, resume=True))
-    replies = _rounds(Coordinator(again, Ledger(), run_id="r1", journal=checkpoint.Journal(folder)))
+    replies = _rounds(Coordinator(again, Ledger(), run_id="r1", journal=checkpoint.Journal(folder, "r1")))
     assert [r["brand"]["n"] for r in replies] == [1, 2, 3] and [r["media"]["n"] for r in replies] == [1, 2, 3]
     assert again.sent == [("brand", 2), ("media", 3), ("brand", 4), ("media", 5)]  # round 1 came from the journal
     assert replies[1]["brand"]["token"] == brand_token_round_2  # the same release, not a fresh one
@@ -66,17 +66,25 @@ def test_a_resume_that_builds_other_requests_is_refused(tmp_path):
     folder.mkdir()
     with pytest.raises(PartyError):
         _rounds(Coordinator(LocalTransport(_configs(folder, False, fail_at=2)), Ledger(), run_id="r1",
-                            journal=checkpoint.Journal(folder)))
-    other = Coordinator(LocalTransport(_configs(folder, True)), Ledger(), run_id="r1", journal=checkpoint.Journal(folder))
+                            journal=checkpoint.Journal(folder, "r1")))
+    other = Coordinator(LocalTransport(_configs(folder, True)), Ledger(), run_id="r1", journal=checkpoint.Journal(folder, "r1"))
     with pytest.raises(ProtocolError, match="no longer follows its checkpoint at message 0"):
         other.exchange({role: ("tests.checkpoint.count", Message(round=control(99))) for role in ("brand", "media")})
+
+
+def test_the_journal_of_another_run_is_refused(tmp_path):
+    folder = tmp_path / "run.checkpoint"
+    _rounds(Coordinator(LocalTransport(_configs(folder, False)), Ledger(), run_id="r1",
+                        journal=checkpoint.Journal(folder, "r1")), rounds=1)
+    with pytest.raises(ProtocolError, match="journal of run 'r1', not of 'r2'"):
+        checkpoint.Journal(folder, "r2")
 
 
 def test_party_snapshots_are_owner_only(tmp_path):
     folder = tmp_path / "run.checkpoint"
     folder.mkdir()
     _rounds(Coordinator(LocalTransport(_configs(folder, False)), Ledger(), run_id="r1",
-                        journal=checkpoint.Journal(folder)), rounds=1)
+                        journal=checkpoint.Journal(folder, "r1")), rounds=1)
     for role in ("brand", "media"):
         path = checkpoint.snapshot_path(folder, role)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700

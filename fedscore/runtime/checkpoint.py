@@ -110,13 +110,21 @@ class Journal:
     ----------
     folder : path
         The run's checkpoint folder.
+    run_id : str
+        The run the journal belongs to: a journal of another run is refused, never replayed.
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, run_id):
+        Path(folder).mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = Path(folder) / JOURNAL_FILE
+        self.run_id = run_id
         self._recorded = []
         if self.path.exists():
             with open(self.path, "rb") as f:
+                journaled_run = pickle.load(f)["run_id"]
+                if journaled_run != run_id:
+                    raise ProtocolError(f"{self.path} is the journal of run {journaled_run!r}, not of {run_id!r}: "
+                                        "resume with that run's id, or use another checkpoint folder")
                 while True:
                     try:
                         self._recorded.append(pickle.load(f))
@@ -146,6 +154,8 @@ class Journal:
         """Append one completed exchange (flushed to disk before the run goes on)."""
         keys = [(r.role, r.step, r.seq, request_digest(r.fields)) for r in requests]
         with open(self.path, "ab") as f:
+            if f.tell() == 0:
+                pickle.dump({"run_id": self.run_id}, f, protocol=pickle.HIGHEST_PROTOCOL)
             pickle.dump((keys, list(replies)), f, protocol=pickle.HIGHEST_PROTOCOL)
             f.flush()
             os.fsync(f.fileno())

@@ -304,7 +304,10 @@ def run_on_grid(grid, settings):
     try:
         transport = FlowerTransport(grid, settings.roles, timeout=settings.timeout,
                                     require_node_names=settings.require_node_names)
-        journal = Journal(settings.checkpoint_path) if settings.checkpoint_path else None
+        if settings.checkpoint_path and not settings.run_id:
+            raise InputError("a run with a checkpoint-path needs a run-id of its own in the run config, "
+                             "to resume it by later")
+        journal = Journal(settings.checkpoint_path, settings.run_id) if settings.checkpoint_path else None
         coordinator = Coordinator(transport, ledger, run_id=settings.run_id or None, timeout=settings.timeout,
                                   journal=journal)
         return resolve_job(settings.job)(coordinator, dict(settings.options))

@@ -116,7 +116,7 @@ def _run_local(job, options, party_configs, ledger_path, run_id, timeout, folder
     ledger = Ledger(ledger_path, run_id=run_id)
     try:
         coordinator = Coordinator(LocalTransport(party_configs), ledger, run_id=run_id, timeout=timeout,
-                                  journal=Journal(folder))
+                                  journal=Journal(folder, run_id))
         return resolve_job(job)(coordinator, dict(options))
     finally:
         ledger.close()
