@@ -1,7 +1,6 @@
 """Joint propensity: the whole flow (local, Flower simulation, deployment), ledger, bad input."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -113,20 +112,13 @@ def test_flower_simulation(tmp_path, backend):
     check_ledger(tmp_path / "run")
 
 
-DEPLOYMENT_OPT_IN = "FEDSCORE_DEPLOYMENT_TESTS"
-"""Set to 1 to run the Paillier deployment test as well. One deployment run takes about two
-minutes on this 2-core machine when it is quiet (CKKS: 119 s) and up to four when shared, almost
-all of it Flower's polling (3-6 s per hop, about 30 hops with one epoch): the CKKS run is the
-default check that the protocol works on a real SuperLink; the pair took 6.7 minutes."""
-
-
-@pytest.mark.parametrize("backend", [
-    "ckks",
-    pytest.param("paillier", marks=pytest.mark.skipif(
-        not os.environ.get(DEPLOYMENT_OPT_IN), reason=f"a second real deployment run: set {DEPLOYMENT_OPT_IN}=1")),
-])
+@pytest.mark.parametrize("backend", ["ckks", "paillier"])
 def test_deployment(tmp_path, backend):
-    """One epoch on a real SuperLink and two SuperNodes on loopback, with TLS and node authentication."""
+    """One epoch on a real SuperLink and two SuperNodes on loopback, with TLS and node authentication.
+
+    About two minutes per backend on a quiet 2-core machine, almost all of it Flower's
+    polling (3-6 s per hop, about 30 hops with one epoch).
+    """
     try:
         flower_executables()
     except FedscoreError as exc:
