@@ -51,7 +51,6 @@ from scipy.special import expit
 
 from .channel import PeerChannel, new_keypair
 from .errors import CryptoError, ProtocolError
-from .params import PAILLIER_KEY_BITS
 from .he._random import uniform
 
 # --- Scaling and masks --------------------------------------------------------------------

@@ -74,7 +74,6 @@ def test_demo_end_to_end_in_process(tmp_path):
 @needs_a_protocol
 def test_demo_command_in_simulation_refuses_to_overwrite(tmp_path):
     from fedscore.cli import main
-    import fedscore.cli.demo  # noqa: F401  (registers the command)
 
     out = tmp_path / "demo"
     runner = CliRunner()

@@ -36,15 +36,20 @@ def _processes_using(folder):
     return found
 
 
-def test_ping_over_a_real_superlink_with_tls_and_node_authentication(tmp_path, monkeypatch):
+@pytest.fixture
+def deployments(tmp_path, monkeypatch):
+    """The folder every local deployment of the test puts its FLWR_HOME, keys and logs in."""
     try:
         flower_executables()
     except FedscoreError as exc:
         pytest.skip(str(exc))
-    deployments = tmp_path / "deployments"
-    deployments.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(deployments))  # where the deployment puts FLWR_HOME
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
+
+def test_ping_over_a_real_superlink_with_tls_and_node_authentication(tmp_path, deployments):
     summary = run_job("ping", {}, {"brand": {}, "media": {}}, tmp_path / "out", engine="deployment")
 
     assert summary["versions"] == {"brand": __version__, "media": __version__}
@@ -68,14 +73,7 @@ def _supernode_of(role, folder):
     return None
 
 
-def test_a_party_whose_supernode_dies_mid_run_stops_the_run_naming_it_and_the_run_resumes(tmp_path, monkeypatch):
-    try:
-        flower_executables()
-    except FedscoreError as exc:
-        pytest.skip(str(exc))
-    deployments = tmp_path / "deployments"
-    deployments.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(deployments))
+def test_a_party_whose_supernode_dies_mid_run_stops_the_run_naming_it_and_the_run_resumes(tmp_path, deployments):
     ids = [f"user{i}@example.com" for i in range(20_000)]
     for role in ("brand", "media"):
         (tmp_path / f"{role}.csv").write_text("id\n" + "\n".join(ids) + "\n")

@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from fedscore.audit import audit_ledger, read_transcript
 from fedscore.cli import main
 from fedscore.errors import FedscoreError, InputError
-from fedscore.he.ckks import CKKSContext
 from fedscore.ledger import COORDINATOR, read_ledger
 from fedscore.lookalike import lookalike, parse_audience_sizes
 
@@ -52,29 +51,6 @@ def check_ledger(out):
             for name, field in entry["fields"].items():
                 assert field["payload"] in MAY_REACH_MEDIA_OR_COORDINATOR, (entry["step"], name)
     return entries
-
-
-@pytest.fixture
-def decryptions(monkeypatch):
-    """Record every raw CKKS decryption and whether it happened inside decrypt_release."""
-    calls = []
-    inside = []
-    original_decrypt, original_release = CKKSContext.decrypt, CKKSContext.decrypt_release
-
-    def decrypt(self, vector):
-        calls.append(bool(inside))
-        return original_decrypt(self, vector)
-
-    def decrypt_release(self, vector, bound, message_bound=None):
-        inside.append(True)
-        try:
-            return original_release(self, vector, bound, message_bound)
-        finally:
-            inside.pop()
-
-    monkeypatch.setattr(CKKSContext, "decrypt", decrypt)
-    monkeypatch.setattr(CKKSContext, "decrypt_release", decrypt_release)
-    return calls
 
 
 def test_local_ckks_end_to_end(tmp_path, decryptions):

@@ -15,7 +15,6 @@ from fedscore.audit import audit_ledger, read_transcript
 from fedscore.cli import main
 from fedscore.data import FeatureEncoder
 from fedscore.errors import FedscoreError, InputError
-from fedscore.he.ckks import CKKSContext
 from fedscore.ledger import COORDINATOR, read_ledger
 from fedscore.propensity import EarlyStopping, parse_top, propensity, validation_split
 from fedscore.runtime.deployment import flower_executables
@@ -61,23 +60,7 @@ def check_ledger(out):
     return entries
 
 
-def test_local_ckks_end_to_end(tmp_path, monkeypatch):
-    calls, inside = [], []
-    decrypt, release = CKKSContext.decrypt, CKKSContext.decrypt_release
-
-    def spy_decrypt(self, vector):
-        calls.append(bool(inside))
-        return decrypt(self, vector)
-
-    def spy_release(self, vector, bound, message_bound=None):
-        inside.append(True)
-        try:
-            return release(self, vector, bound, message_bound)
-        finally:
-            inside.pop()
-
-    monkeypatch.setattr(CKKSContext, "decrypt", spy_decrypt)
-    monkeypatch.setattr(CKKSContext, "decrypt_release", spy_release)
+def test_local_ckks_end_to_end(tmp_path, decryptions):
     brand, media = tables()
     result = propensity(brand, media, id_column="uid", label_column="y", out=tmp_path / "run", epochs=8,
                         top="20%", random_state=0, paillier_key_bits=1024)
@@ -91,7 +74,7 @@ def test_local_ckks_end_to_end(tmp_path, monkeypatch):
     assert "intercept" in result.brand_model and len(result.brand_model["coef"]) == 4  # spend + 3 segments
     assert len(result.media_model["coef"]) == 2 and "intercept" not in result.media_model
     check_ledger(tmp_path / "run")
-    assert calls and all(calls)  # every CKKS decryption was a flooded release
+    assert decryptions and all(decryptions)  # every CKKS decryption was a flooded release
 
 
 def test_exact_scores_are_probabilities(tmp_path):

@@ -262,7 +262,7 @@ def test_party_failure_outside_rounds_names_the_party(parties, keys, tmp_path):
 def test_command_line(parties, tmp_path):
     from click.testing import CliRunner
 
-    from fedscore.cli import horizontal_lr, keys, main  # noqa: F401  (registers the commands)
+    from fedscore.cli import main
 
     runner = CliRunner()
     result = runner.invoke(main, ["keys", "init", "--parties", "2", "--out", str(tmp_path / "keys")])

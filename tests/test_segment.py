@@ -52,7 +52,9 @@ def _central(brand, media, model, exclude=("label",)):
 
 def test_vertical_kmeans_through_flower_matches_sklearn_and_spec(tmp_path):
     brand, media = _tables(tmp_path)
-    model = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=2, min_segment_size=20,
+    # PSI's shared order is new every run, so the initial users are too: 20 restarts find the
+    # small persona all but always (each random restart starts in it with odds of about 1 in 4).
+    model = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=20, min_segment_size=20,
                            random_state=1, engine="simulation").fit(brand, media, tmp_path / "run")
     assert len(model.ids_) == 148 and not any(i.startswith("other") for i in model.ids_)
 
@@ -260,7 +262,6 @@ def test_bad_input_names_file_and_column(tmp_path):
 def test_cli_segment_writes_the_contracted_files(tmp_path):
     from click.testing import CliRunner
 
-    import fedscore.cli.segment  # noqa: F401  (registers the command)
     from fedscore.cli import main
 
     brand, media = _tables(tmp_path)

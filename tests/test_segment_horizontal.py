@@ -154,7 +154,6 @@ def test_k_larger_than_the_users_is_refused(tmp_path):
 def test_cli_horizontal_kmeans(tmp_path):
     from click.testing import CliRunner
 
-    import fedscore.cli.segment  # noqa: F401  (registers the command)
     from fedscore.cli import main
 
     paths = _parties(tmp_path)
