@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .channel import PeerChannel, new_keypair
-from .data import FeatureEncoder, read_table
+from .data import FeatureEncoder, as_table_file, read_table
 from .errors import InputError, ProtocolError
 from .he import load_context
 from .he._random import gaussian, uniform
@@ -735,8 +735,8 @@ class VerticalKMeans:
             "random_state": self.random_state,
         }
         with _run_folder(out) as (work, out_dir):
-            parties = {"brand": {"data": _as_path(brand, work / "brand.csv")},
-                       "media": {"data": _as_path(media, work / "media.csv")}}
+            parties = {"brand": {"data": str(as_table_file(brand, work / "brand.csv"))},
+                       "media": {"data": str(as_table_file(media, work / "media.csv"))}}
             self.summary_ = run_job("segment", options, parties, out_dir, engine=self.engine, overwrite=overwrite,
                                     resume=resume, timeout=timeout)
             segments = pd.read_csv(out_dir / "brand" / "segments.csv", dtype={self.id_column: str})
@@ -757,14 +757,6 @@ class VerticalKMeans:
 
     def fit_predict(self, brand, media, out=None, **kwargs):
         return self.fit(brand, media, out, **kwargs).labels_
-
-
-def _as_path(table, target):
-    """A DataFrame is written to ``target`` (CSV); a path is returned as it is."""
-    if isinstance(table, pd.DataFrame):
-        table.to_csv(target, index=False)
-        return str(target)
-    return str(table)
 
 
 @contextlib.contextmanager

@@ -44,7 +44,7 @@ from sklearn.cluster import KMeans
 
 from . import dp
 from .channel import PeerChannel, new_keypair
-from .data import read_table, validate_ids
+from .data import as_table_file, read_table, validate_ids
 from .errors import InputError, ProtocolError
 from .he import load_context
 from .he.ckks import CKKSContext
@@ -52,7 +52,7 @@ from .params import MIN_SEGMENT_SIZE
 from .runtime import party_step
 from .runtime.runner import run_job
 from .scoring_horizontal import PrivacyWarning
-from .segment import DEFAULT_MAX_ITER, DEFAULT_TOL, _as_path, _run_folder
+from .segment import DEFAULT_MAX_ITER, DEFAULT_TOL, _run_folder
 from .wire import Message, ciphertext, control, public, size
 
 TWO_PARTY_WARNING = (
@@ -581,7 +581,8 @@ class HorizontalKMeans:
             "random_state": self.random_state,
         }
         with _run_folder(out) as (work, out_dir):
-            configs = {name: {"data": _as_path(table, work / f"{name}.csv")} for name, table in parties.items()}
+            configs = {name: {"data": str(as_table_file(table, work / f"{name}.csv"))}
+                       for name, table in parties.items()}
             self.summary_ = run_job("horizontal_kmeans", options, configs, out_dir, engine=self.engine,
                                     overwrite=overwrite, resume=resume, timeout=timeout)
             segments = {name: pd.read_csv(out_dir / name / "segments.csv", dtype={self.id_column: str})
