@@ -33,6 +33,13 @@ DEFAULT_CLIP_NORM = 1.0
 gradient ``(p - y) x`` has norm about ``|p - y| sqrt(d)``; clipping at 1 keeps its
 direction and bounds the sensitivity (Abadi et al., CCS 2016, section 3.1)."""
 
+LABEL_DP_CLIP_NORM = 3.0
+"""Label DP in the vertical protocols (lookalike, propensity): each party clips its
+standardised feature rows to this L2 norm, so that changing one user's label moves the
+label aggregate ``Xᵀy`` by at most this much per party's block (plus 1 for an intercept).
+Clipping scales a row down and keeps its direction; the model's quality with and
+without it is measured in ``benchmarks/bench_attacks.py``."""
+
 REPLACE_ONE_SENSITIVITY = 2.0
 """L2 sensitivity of a sum of clipped rows, in units of ``C``, when one row is replaced."""
 

@@ -98,7 +98,7 @@ held-out aggregates (a few per candidate). CKKS flooding noise grows with the sq
 root of the budget, so this key is sized to the protocol instead of the backend default
 (2^16); wider media tables than about 900 columns need a larger value."""
 
-DP_CLIP_NORM = 3.0
+DP_CLIP_NORM = dp.LABEL_DP_CLIP_NORM
 """With label DP the media clips each standardised feature row to this L2 norm (then
 appends the intercept's 1), so one label moves the aggregate by at most
 ``sqrt(DP_CLIP_NORM^2 + 1)`` in L2 norm: the sensitivity of the Gaussian mechanism."""
@@ -282,7 +282,7 @@ def release_aggregate(party, msg):
     vector = key.load_vector(msg["aggregate"])
     values = release(key, vector, msg["release_bound"], msg["message_bound"])
     epsilon = None
-    if "epsilon" in list(msg):
+    if "epsilon" in msg:
         epsilon = float(msg["epsilon"])
         sensitivity = math.sqrt(float(msg["clip_norm"]) ** 2 + 1.0)
         std = dp.noise_multiplier(epsilon, 1, float(msg["delta"])) * sensitivity
@@ -429,7 +429,7 @@ def label_aggregate(party, msg):
                                               bound=encoded_column_bound(training_rows, len(features)))
     masked_product, mask_values, release_bound = mask(product, bound)
     state.update(context=context, labels=labels, mask=mask_values, shift=shift)
-    if "flags" in list(msg):
+    if "flags" in msg:
         flag_context = load_context(msg["flag_context"], allow_weak_key=weak_keys_allowed(party))
         state.update(flag_context=flag_context, flags=flag_context.load_vector(msg["flags"]))
     return Message(aggregate=ciphertext(masked_product.to_bytes()), release_bound=public(release_bound),

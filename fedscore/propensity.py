@@ -34,9 +34,18 @@ Phases (the coordinator function :func:`run_propensity`):
 
 Every bound a key owner needs to release a masked value is computed by both parties from
 sizes they exchange and from the quantiles both hold, so no bound crosses in a message.
+
+With label DP (``label_dp_epsilon``) the labels enter training once: both parties clip
+their feature rows, the brand sends ``[[w ⊙ y]]`` with its public key, and the label
+aggregate ``[X_b, 1, X_m]ᵀ(w ⊙ y)`` is released once with Gaussian noise (the media's part
+through the media's masked product in the first epoch). Every epoch's residual is then
+label-free and each party subtracts its noisy part of the aggregate from its gradient,
+so everything the media sees is post-processing of that one release; early stopping
+on validation labels is off.
 """
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from . import dp
 from .data import FeatureEncoder, as_table_file, parse_labels, read_table, validate_ids
 from .errors import InputError, ProtocolError
 from .he import load_context
@@ -71,6 +81,7 @@ from .vertical_lr import (
     open_channel,
     open_values,
     release,
+    scaled_bound,
     seal_values,
     split_brier,
     split_coefficient_bounds,
@@ -133,7 +144,8 @@ def check_options(options):
     opts = {"id_column": "id", "label_column": "y", "id_kind": "auto", "backend": "ckks", "epochs": DEFAULT_EPOCHS,
             "patience": DEFAULT_PATIENCE, "l2": DEFAULT_L2, "top": DEFAULT_TOP, "exact_scores": False,
             "validation_fraction": VALIDATION_FRACTION, "min_intersection": PSI_MIN_INTERSECTION,
-            "random_state": None, "paillier_key_bits": None}
+            "random_state": None, "paillier_key_bits": None, "label_dp_epsilon": None,
+            "label_dp_delta": dp.DEFAULT_DELTA}
     unknown = set(options) - set(opts)
     if unknown:
         raise InputError(f"unknown propensity option(s): {', '.join(sorted(unknown))}")
@@ -147,6 +159,8 @@ def check_options(options):
     if not 0 < float(opts["validation_fraction"]) < 1:
         raise InputError("validation_fraction must be in (0, 1)")
     parse_top(opts["top"])
+    if opts["label_dp_epsilon"] is not None:
+        dp.noise_multiplier(float(opts["label_dp_epsilon"]), 1, float(opts["label_dp_delta"]))  # validates both
     return opts
 
 
@@ -192,17 +206,30 @@ def run_propensity(coordinator, options):
     coordinator.call(BRAND, "propensity.finish", Message(
         ranks=ciphertext(revealed["ranks"]), top=public(str(opts["top"])),
         exact_scores=public(bool(opts["exact_scores"]))))
+    label_dp = None
+    if opts["label_dp_epsilon"] is not None:
+        label_dp = {"epsilon": float(opts["label_dp_epsilon"]), "delta": float(opts["label_dp_delta"]),
+                    "releases": 1}
     return {"job": "propensity", "psi": psi_summary, "backend": opts["backend"], "epochs_run": epochs_run,
             "epochs": int(opts["epochs"]), "best_epoch": int(epoch["best_epoch"]), "stopped_early": stopped_early,
-            "exact_scores": bool(opts["exact_scores"]), "ranked_rows": masked_scores["rows"]}
+            "exact_scores": bool(opts["exact_scores"]), "ranked_rows": masked_scores["rows"],
+            "label_dp": label_dp}
 
 
 def setup(coordinator, opts):
-    """Load and encode both tables, make both key pairs; return the media's first ``[[u]]`` message."""
+    """Load and encode both tables, make both key pairs; return the media's first ``[[u]]`` message.
+
+    With label DP the brand's key reply carries ``[[w ⊙ y]]``, which goes to the media
+    with the brand's public key.
+    """
+    label_dp = {}
+    if opts["label_dp_epsilon"] is not None:
+        label_dp = {"label_dp_epsilon": public(float(opts["label_dp_epsilon"])),
+                    "label_dp_delta": public(float(opts["label_dp_delta"]))}
     load_request = Message(id_column=public(opts["id_column"]), label_column=public(opts["label_column"]),
                            validation_fraction=public(float(opts["validation_fraction"])),
                            random_state=public(opts["random_state"]), l2=public(float(opts["l2"])),
-                           patience=public(int(opts["patience"])))
+                           patience=public(int(opts["patience"])), **label_dp)
     loaded = coordinator.exchange({BRAND: ("propensity.load", load_request),
                                    MEDIA: ("propensity.load", load_request)})
     keys = coordinator.exchange({
@@ -213,8 +240,9 @@ def setup(coordinator, opts):
             training_rows=size(loaded[BRAND]["training_rows"])))
         for role, other in ((BRAND, MEDIA), (MEDIA, BRAND))
     })
+    labels = {"labels": ciphertext(keys[BRAND]["labels"])} if "labels" in keys[BRAND] else {}
     first = coordinator.exchange({
-        MEDIA: ("propensity.media_logits", Message(public_context=public(keys[BRAND]["public_context"]))),
+        MEDIA: ("propensity.media_logits", Message(public_context=public(keys[BRAND]["public_context"]), **labels)),
         BRAND: ("propensity.peer_key", Message(public_context=public(keys[MEDIA]["public_context"]))),
     })
     return first[MEDIA]
@@ -227,11 +255,13 @@ def train_epoch(coordinator, logits):
     whether both parties' steps were tiny, whether the brand's early stopping ended
     training, and the epoch whose weights are kept.
     """
+    label_term = {"label_term": ciphertext(logits["label_term"])} if "label_term" in logits else {}
     brand = coordinator.call(BRAND, "propensity.brand_round", Message(
         media_logit=ciphertext(logits["media_logit"]), media_logit_squared=ciphertext(logits["media_logit_squared"]),
-        quantiles=ciphertext(logits["quantiles"])))
+        quantiles=ciphertext(logits["quantiles"]), **label_term))
+    label_term = {"label_term": ciphertext(brand["label_term"])} if "label_term" in brand else {}
     media = coordinator.call(MEDIA, "propensity.media_round", Message(
-        coefficients=ciphertext(brand["coefficients"]), brand_gradient=ciphertext(brand["gradient"])))
+        coefficients=ciphertext(brand["coefficients"]), brand_gradient=ciphertext(brand["gradient"]), **label_term))
     brand = coordinator.call(BRAND, "propensity.brand_update", Message(
         brand_gradient=ciphertext(media["brand_gradient"]), media_gradient=ciphertext(media["media_gradient"])))
     logits = coordinator.call(MEDIA, "propensity.media_update", Message(
@@ -263,9 +293,12 @@ def load(party, msg):
         raise InputError("no feature columns besides the ID" + (" and label" if label_column else ""), path=path)
     encoder = FeatureEncoder(path).fit(frame, feature_columns)
     features = encoder.transform(frame.iloc[rows])
+    label_dp = label_dp_settings(msg)
+    if label_dp:
+        features = dp.clip_rows(features, dp.LABEL_DP_CLIP_NORM)
     state = party.state["propensity"] = {"features": features, "encoder": encoder.to_dict(), "column": column,
                                          "ids": np.asarray(psi["ids"], dtype=object), "l2": float(msg["l2"]),
-                                         "table_rows": len(frame)}
+                                         "table_rows": len(frame), "label_dp": label_dp}
     reply = {"features": size(features.shape[1]), "table_rows": size(len(frame)),
              "channel_key": public(open_channel(party))}
     if party.role == BRAND:
@@ -278,9 +311,25 @@ def load(party, msg):
             raise InputError("the matched, labelled training users hold one class only", path=path,
                              column=label_column)
         state.update(labels=np.nan_to_num(labels), train=train, validation=validation, to_score=np.isnan(labels),
-                     stopping=EarlyStopping(int(msg["patience"]), int(validation.sum())))
+                     stopping=EarlyStopping(int(msg["patience"]), int(validation.sum()), enabled=not label_dp))
         reply["training_rows"] = size(int(train.sum()))
     return Message(**reply)
+
+
+def label_dp_settings(msg):
+    """The run's label-DP parameters (empty without label DP), the same at both parties.
+
+    One Gaussian release of the label aggregate ``[X_b, 1, X_m]ᵀ(w ⊙ y)``: with both
+    parties' rows clipped to ``C`` (:data:`fedscore.dp.LABEL_DP_CLIP_NORM`), changing one
+    user's label moves it by at most ``sqrt(C² + 1 + C²)`` in L2 norm, the sensitivity.
+    """
+    if "label_dp_epsilon" not in msg:
+        return {}
+    epsilon, delta = float(msg["label_dp_epsilon"]), float(msg["label_dp_delta"])
+    sensitivity = math.sqrt(2 * dp.LABEL_DP_CLIP_NORM**2 + 1)
+    multiplier = dp.noise_multiplier(epsilon, 1, delta)
+    return {"epsilon": epsilon, "delta": delta, "clip_norm": dp.LABEL_DP_CLIP_NORM, "sensitivity": sensitivity,
+            "noise_multiplier": multiplier, "noise_std": multiplier * sensitivity, "releases": 1}
 
 
 def validation_split(ids, labelled, fraction, random_state=None):
@@ -305,6 +354,9 @@ def make_key(party, msg):
     state = party.state["propensity"]
     connect_channel(party, msg["channel_key"])
     budget = int(msg["epochs"]) * released_per_epoch(party.role, int(msg["peer_features"])) + RELEASE_RESERVE
+    label_dp = state["label_dp"]
+    if label_dp and party.role == BRAND:
+        budget += int(msg["peer_features"])  # the media's part of the label aggregate, released once
     key = create_key(msg["backend"], release_budget=budget, paillier_key_bits=msg["paillier_key_bits"],
                      allow_weak_key=weak_keys_allowed(party))
     features = state["features"]
@@ -312,12 +364,18 @@ def make_key(party, msg):
     state.update(key=key, n_train=int(msg["training_rows"]),
                  sizes={"matched": len(features), "training": int(msg["training_rows"]),
                         "brand_table": tables[BRAND], "media_table": tables[MEDIA]})
+    reply = {"public_context": public(key.public_context().to_bytes())}
     if party.role == BRAND:
         optimizer = BoundOptimizer(features[state["train"]], state["l2"], intercept=True, blocks=2)
+        if label_dp:
+            trained_labels = state["train"] * state["labels"]
+            own_part = BoundOptimizer.design(features, True).T @ trained_labels
+            state["label_term"] = own_part + dp.gaussian_noise(label_dp["noise_std"], own_part.size)
+            reply["labels"] = ciphertext(encrypt_scaled(key, trained_labels).to_bytes())
     else:
         optimizer = BoundOptimizer(features, state["l2"], blocks=2)
     state["optimizer"] = optimizer
-    return Message(public_context=public(key.public_context().to_bytes()))
+    return Message(**reply)
 
 
 def released_per_epoch(role, peer_features):
@@ -340,6 +398,11 @@ def brand_gradient_bound(sizes, quantiles):
 def media_gradient_bound(sizes, quantiles):
     """Public bound on the media's gradient: media features over every matched user."""
     return split_product_bound(encoded_column_bound(sizes["matched"], sizes["media_table"]), quantiles)
+
+
+def label_term_bound(sizes):
+    """Public bound on the media's part of the label aggregate ``X_mᵀ(w ⊙ y)``, with ``w ⊙ y`` in {0, 1}."""
+    return encoded_column_bound(sizes["matched"], sizes["media_table"])
 
 
 def kept_weights(optimizer, evaluated, best_epoch):
@@ -367,6 +430,9 @@ class EarlyStopping:
     validation_users : int
         With none, every epoch counts as the best (the last weights are kept) and only
         the epoch limit and convergence stop training.
+    enabled : bool
+        When off (label DP), scores are recorded for the report but every epoch counts
+        as the best: the validation labels then decide nothing the media learns.
 
     Attributes
     ----------
@@ -375,9 +441,10 @@ class EarlyStopping:
         Mean validation Brier score of each epoch (at the weights the epoch evaluated).
     """
 
-    def __init__(self, patience, validation_users):
+    def __init__(self, patience, validation_users, enabled=True):
         self.patience = int(patience)
         self.validation_users = int(validation_users)
+        self.enabled = bool(enabled)
         self.best_epoch_ = 0
         self.history_ = []
 
@@ -390,7 +457,7 @@ class EarlyStopping:
             return True
         score = float(brier_sum) / self.validation_users
         self.history_.append(score)
-        if epoch == 0 or score < self.history_[self.best_epoch_] - EARLY_STOPPING_MIN_DELTA:
+        if not self.enabled or epoch == 0 or score < self.history_[self.best_epoch_] - EARLY_STOPPING_MIN_DELTA:
             self.best_epoch_ = epoch
             return True
         return False
@@ -405,11 +472,24 @@ class EarlyStopping:
 
 @party_step("propensity.media_logits")
 def media_logits(party, msg):
-    """First epoch: the brand's public key arrives; send ``[[u]]`` at the look-ahead weights."""
+    """First epoch: the brand's public key arrives; send ``[[u]]`` at the look-ahead weights.
+
+    With label DP the brand's ``[[w ⊙ y]]`` arrives too, and the media sends its part of
+    the label aggregate, ``[[X_mᵀ(w ⊙ y)]]_b`` masked, for the brand's one noisy release.
+    """
     state = party.state["propensity"]
-    state["peer_context"] = load_context(msg["public_context"], allow_weak_key=weak_keys_allowed(party))
+    context = state["peer_context"] = load_context(msg["public_context"], allow_weak_key=weak_keys_allowed(party))
     state["snapshots"] = []
-    return _logits_message(party)
+    extra = {}
+    if bool(state["label_dp"]) != ("labels" in msg):
+        raise ProtocolError("the encrypted labels must come exactly when the run has label DP")
+    if state["label_dp"]:
+        product, shift, bound = encrypted_products([(context.load_vector(msg["labels"]), state["features"], 1.0)],
+                                                   bound=label_term_bound(state["sizes"]))
+        masked_product, state["label_mask"], _ = mask(product, bound)
+        state["label_shift"] = shift
+        extra["label_term"] = ciphertext(masked_product.to_bytes())
+    return _logits_message(party, **extra)
 
 
 def _logits_message(party, **extra):
@@ -450,6 +530,13 @@ def media_round(party, msg):
     releases against and the one it masks with -- come from the sizes and its quantiles.
     """
     state = party.state["propensity"]
+    if "label_term" in msg:
+        if "label_mask" not in state:
+            raise ProtocolError("a label aggregate arrived that this party did not ask for")
+        released = open_values(party, msg["label_term"], "propensity.label_term")
+        state["label_term"] = unmask(released, state.pop("label_mask"), state.pop("label_shift"))
+    if state["label_dp"] and "label_term" not in state:
+        raise ProtocolError("the noisy label aggregate has not arrived (label DP)")
     key, quantiles, sizes = state["key"], state["quantiles"], state["sizes"]
     u_bound = media_logit_bound(quantiles)
     released = release(key, key.load_vector(msg["brand_gradient"]),
@@ -478,7 +565,7 @@ def media_update(party, msg):
     """Unmask the media's gradient, step, and send ``[[u]]`` for the next epoch."""
     state = party.state["propensity"]
     released = open_values(party, msg["media_gradient"], "propensity.brand_update")
-    gradient = unmask(released, state.pop("mask"), state["shift"]) / state["n_train"]
+    gradient = (unmask(released, state.pop("mask"), state["shift"]) - state.get("label_term", 0.0)) / state["n_train"]
     step = state["optimizer"].step(gradient)
     return _logits_message(party, converged=control(step < CONVERGENCE_TOL))
 
@@ -497,7 +584,7 @@ def rank_encrypt(party, msg):
     weights = kept_weights(state["optimizer"], state["snapshots"][best_epoch], best_epoch)
     encoder = state["encoder"]
     model = {"kind": "propensity", "party": "media", "feature_names": encoder["feature_names"],
-             "coef": weights.tolist(), "encoder": encoder}
+             "coef": weights.tolist(), "encoder": encoder, "dp_clip_norm": _clip_norm(state)}
     (Path(party.config["out"]) / "model.json").write_text(json.dumps(model, indent=2) + "\n")
     z = np.clip(state["features"] @ weights, -RANK_LOGIT_LIMIT, RANK_LOGIT_LIMIT)
     key = create_key("paillier", paillier_key_bits=msg["paillier_key_bits"], allow_weak_key=weak_keys_allowed(party))
@@ -558,7 +645,15 @@ def brand_round(party, msg):
     z_b = design @ lookahead
     weight = state["train"].astype(float)
     coefficients = split_sigmoid(z_b, quantiles) * weight[:, None]
-    coefficients[:, 0] -= weight * state["labels"]
+    label_dp = state["label_dp"]
+    if not label_dp:
+        coefficients[:, 0] -= weight * state["labels"]
+    reply = {}
+    if ("label_term" in msg) != (bool(label_dp) and epoch == 0):
+        raise ProtocolError("the media's label aggregate must come exactly once, in the first epoch of a label-DP run")
+    if "label_term" in msg:
+        reply["label_term"] = ciphertext(seal_values(party, _release_label_term(state, msg["label_term"]),
+                                                     "propensity.label_term"))
     brier = split_brier(z_b, state["labels"], quantiles) * state["validation"].astype(float)[:, None]
     u_bound = media_logit_bound(quantiles)
     b0, b1, b2 = split_coefficient_bounds(quantiles)
@@ -572,7 +667,22 @@ def brand_round(party, msg):
     state.update(shift=shift, quantiles=quantiles, evaluated=lookahead.copy())
     key = state["key"]
     encrypted = [encrypt_scaled(key, coefficients[:, k]).to_bytes() for k in range(3)]
-    return Message(coefficients=ciphertext(encrypted), gradient=ciphertext(masked_product.to_bytes()))
+    return Message(coefficients=ciphertext(encrypted), gradient=ciphertext(masked_product.to_bytes()), **reply)
+
+
+def _release_label_term(state, blob):
+    """Release the media's masked part of the label aggregate with the label-DP Gaussian noise.
+
+    The noise is added to the masked value, which is the same as adding it to the
+    aggregate; it carries the aggregate's scale ``2^shift``, which the brand recomputes
+    from the public bound.
+    """
+    key, label_dp = state["key"], state["label_dp"]
+    bound = label_term_bound(state["sizes"])
+    values = release(key, key.load_vector(blob), masked_release_bound(key.scheme, bound),
+                     message_bound(key.scheme, 1.0))
+    shift, _ = scaled_bound(key.scheme, bound)
+    return values + dp.gaussian_noise(label_dp["noise_std"] * 2.0**shift, values.size)
 
 
 @party_step("propensity.brand_update")
@@ -584,7 +694,7 @@ def brand_update(party, msg):
     stopping = state["stopping"]
     if stopping.update(values[-1]):
         state["best_weights"] = state.pop("evaluated")
-    step = state["optimizer"].step(values[:-1] / state["n_train"])
+    step = state["optimizer"].step((values[:-1] - state.get("label_term", 0.0)) / state["n_train"])
     key, quantiles = state["key"], state["quantiles"]
     media_gradient = release(key, key.load_vector(msg["media_gradient"]),
                              masked_release_bound(key.scheme, media_gradient_bound(state["sizes"], quantiles)),
@@ -660,17 +770,27 @@ def finish(party, msg):
         "epochs_run": int(state["optimizer"].n_steps_),
         "early_stopping": {"best_epoch": int(stopping.best_epoch_), "patience": stopping.patience,
                            "validation_brier": [round(v, 6) for v in stopping.history_],
+                           "enabled": stopping.enabled,
                            "note": "mean Brier score of the validation users at each epoch's weights, from the "
-                                   "split-sigmoid approximation; the ranking uses the best epoch's weights"},
+                                   "split-sigmoid approximation; the ranking uses the best epoch's weights"
+                                   + ("" if stopping.enabled else
+                                      " (off under label DP: the last epoch's weights are kept)")},
+        "label_dp": state["label_dp"] or None,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return Message()
 
 
+def _clip_norm(state):
+    """The L2 norm encoded rows were clipped to in training (label DP), for whoever scores with the weights."""
+    return state["label_dp"]["clip_norm"] if state["label_dp"] else None
+
+
 def _write_brand_model(party, state, weights):
     encoder = state["encoder"]
     model = {"kind": "propensity", "party": "brand", "feature_names": encoder["feature_names"],
-             "coef": weights[:-1].tolist(), "intercept": float(weights[-1]), "l2": state["l2"], "encoder": encoder}
+             "coef": weights[:-1].tolist(), "intercept": float(weights[-1]), "l2": state["l2"], "encoder": encoder,
+             "dp_clip_norm": _clip_norm(state)}
     (Path(party.config["out"]) / "model.json").write_text(json.dumps(model, indent=2) + "\n")
 
 
@@ -705,7 +825,8 @@ class PropensityResult:
 def propensity(brand, media, *, id_column, label_column, out, backend="ckks", epochs=DEFAULT_EPOCHS,
                patience=DEFAULT_PATIENCE, top=DEFAULT_TOP, exact_scores=False, l2=DEFAULT_L2, id_kind="auto",
                validation_fraction=VALIDATION_FRACTION, min_intersection=PSI_MIN_INTERSECTION, random_state=None,
-               paillier_key_bits=None, engine="local", overwrite=False, resume=False, timeout=600.0):
+               paillier_key_bits=None, label_dp_epsilon=None, engine="local", overwrite=False, resume=False,
+               timeout=600.0):
     """Train a joint propensity model on brand and media features and rank the brand's unlabelled users.
 
     Parameters
@@ -734,6 +855,10 @@ def propensity(brand, media, *, id_column, label_column, out, backend="ckks", ep
         Makes the brand's validation split reproducible.
     paillier_key_bits : int, optional
         Shorter Paillier keys for tests only (warns).
+    label_dp_epsilon : float, optional
+        ``(epsilon, 1e-6)`` label differential privacy towards the media: the labels
+        enter training once, as one aggregate with Gaussian noise, both parties' feature
+        rows are clipped and early stopping is off (see the spec).
     engine : {"local", "simulation", "deployment"}
     overwrite : bool
     resume : bool
@@ -758,7 +883,8 @@ def propensity(brand, media, *, id_column, label_column, out, backend="ckks", ep
                "epochs": int(epochs), "patience": int(patience), "l2": float(l2), "top": str(top),
                "exact_scores": bool(exact_scores),
                "validation_fraction": float(validation_fraction), "min_intersection": int(min_intersection),
-               "random_state": random_state, "paillier_key_bits": paillier_key_bits}
+               "random_state": random_state, "paillier_key_bits": paillier_key_bits,
+               "label_dp_epsilon": None if label_dp_epsilon is None else float(label_dp_epsilon)}
     check_options(options)
     with tempfile.TemporaryDirectory(prefix="fedscore-propensity-") as tmp:
         # Both parties run here, for the caller, who asked for the key size: both consent to it.

@@ -92,6 +92,9 @@ class Message(Mapping):
         except KeyError:
             raise ProtocolError(f"message has no field {name!r} (fields: {sorted(self._fields)})") from None
 
+    def __contains__(self, name):
+        return name in self._fields
+
     def __iter__(self):
         return iter(self._fields)
 

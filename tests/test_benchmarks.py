@@ -119,12 +119,36 @@ def test_growth_skips_row_counts_projected_over_budget(monkeypatch):
     gib = 2**30
 
     def fake_epoch_cost(rows, brand_features, media_features):
-        """1 GiB and 10 s of fixed cost, plus 1 GiB and 10 s per 100k rows."""
+        """1 GiB and 10 s of fixed cost, plus 2 GiB and 10 s per 100k rows."""
         return {"rows": rows, "brand features": brand_features, "media features": media_features, "epoch s": 1.0,
-                "wire bytes": 1, "measurement s": 10 + rows / 10_000, "peak bytes": gib + rows * gib // 100_000}
+                "wire bytes": 1, "measurement s": 10 + rows / 10_000, "peak bytes": gib + rows * gib // 50_000}
 
     monkeypatch.setattr(growth, "epoch_cost", fake_epoch_cost)
     notes = []
     costs = growth.row_sweep((10_000, 100_000, 300_000, 1_000_000), 30, 300, notes)
-    assert [c["rows"] for c in costs] == [10_000, 100_000, 300_000]  # 1M: 11 GiB projected, over 8 GiB
-    assert len(notes) == 1 and "1,000,000 rows not measured" in notes[0] and "11.0 GiB" in notes[0]
+    assert [c["rows"] for c in costs] == [10_000, 100_000, 300_000]  # 1M: 21 GiB projected, over 16 GiB
+    assert len(notes) == 1 and "1,000,000 rows not measured" in notes[0] and "21.0 GiB" in notes[0]
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fate").is_dir(), reason="shared data not available")
+def test_quality_smoke_covers_every_capability_on_every_data_set(tmp_path):
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "bench_quality.py"), "--smoke", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=SMOKE_TIMEOUT_SECONDS, check=False)
+    assert run.returncode == 0, run.stderr
+    quality = json.loads((tmp_path / "quality.json").read_text())
+    assert [table["rows"][0][0] for table in quality["tables"]] == ["lookalike", "propensity", "propensity, label DP",
+                                                                    "horizontal LR"]
+    private = quality["tables"].pop(2)
+    assert private["rows"][0][2] == 1.0 and private["rows"][0][3] > 0  # epsilon, noise std
+    for table in quality["tables"]:
+        assert {"federated AUC", "federated KS", "federated lift@10%", "central AUC", "central KS",
+                "central lift@10%"} <= set(table["columns"])
+        data = [row[1] for row in table["rows"]]
+        assert [name.split()[0] for name in data] == ["bank", "default_credit", "breast", "wholesale"]
+        for row in table["rows"]:
+            record = dict(zip(table["columns"], row))
+            assert 0.5 < record["federated AUC"] <= 1 and 0.5 < record["central AUC"] <= 1
+            assert record["federated lift@10%"] >= 1

@@ -11,13 +11,16 @@ import pytest
 from click.testing import CliRunner
 from scipy.special import expit
 
+from fedscore import dp
 from fedscore.audit import audit_ledger, read_transcript
 from fedscore.cli import main
 from fedscore.data import FeatureEncoder
 from fedscore.errors import FedscoreError, InputError
-from fedscore.ledger import COORDINATOR, read_ledger
-from fedscore.propensity import EarlyStopping, parse_top, propensity, validation_split
+from fedscore.ledger import COORDINATOR, Ledger, read_ledger
+from fedscore.propensity import EarlyStopping, parse_top, propensity, run_propensity, validation_split
+from fedscore.runtime import Coordinator, LocalTransport
 from fedscore.runtime.deployment import flower_executables
+from fedscore.vertical_lr import BoundOptimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "protocols" / "propensity.md"
@@ -51,7 +54,10 @@ def tables(matched=240, random_state=0):
 
 
 def check_ledger(out):
-    entries = read_ledger(out / "ledger.jsonl")
+    return check_entries(read_ledger(out / "ledger.jsonl"))
+
+
+def check_entries(entries):
     assert audit_ledger(entries, read_transcript(SPEC)) == []
     for entry in entries:
         for name, field in entry["fields"].items():
@@ -226,3 +232,46 @@ def test_cli_contract(tmp_path):
     media_model = json.loads((out / "media" / "model.json").read_text())
     assert brand_model["feature_names"] == ["spend", "segment=a", "segment=b", "segment=c"]
     assert media_model["feature_names"] == ["visits", "clicks"]
+
+
+def test_label_dp_releases_the_labels_once_with_the_stated_noise(tmp_path):
+    """With label DP both parties' rows are clipped, each holds the label aggregate plus Gaussian
+    noise of the stated scale, early stopping is off, and the transcript stays within the spec."""
+    brand, media = tables(matched=400, random_state=6)
+    configs = {}
+    for role, table in (("brand", brand), ("media", media)):
+        table.to_csv(tmp_path / f"{role}.csv", index=False)
+        (tmp_path / role).mkdir()
+        configs[role] = {"data": str(tmp_path / f"{role}.csv"), "out": str(tmp_path / role)}
+    transport, ledger = LocalTransport(configs), Ledger()
+    summary = run_propensity(Coordinator(transport, ledger), {
+        "id_column": "uid", "label_column": "y", "epochs": 6, "patience": 1, "random_state": 0,
+        "label_dp_epsilon": 1.0})
+    check_entries(ledger.entries)
+    brand_state = transport.parties["brand"].state["propensity"]
+    media_state = transport.parties["media"].state["propensity"]
+    std = dp.noise_multiplier(1.0, 1) * np.sqrt(2 * dp.LABEL_DP_CLIP_NORM**2 + 1)
+    assert brand_state["label_dp"]["noise_std"] == pytest.approx(std)
+    assert summary["label_dp"] == {"epsilon": 1.0, "delta": dp.DEFAULT_DELTA, "releases": 1}
+    for state in (brand_state, media_state):
+        assert np.linalg.norm(state["features"], axis=1).max() <= dp.LABEL_DP_CLIP_NORM + 1e-9
+    trained_labels = brand_state["train"] * brand_state["labels"]  # both parties hold PSI's shared row order
+    exact = np.r_[BoundOptimizer.design(brand_state["features"], True).T @ trained_labels,
+                  media_state["features"].T @ trained_labels]
+    noisy = np.r_[brand_state["label_term"], media_state["label_term"]]
+    standardised = (noisy - exact) / std
+    assert 0.05 < np.mean(standardised**2) < 5  # chi-square with 7 degrees of freedom, over 7
+    # patience 1 would have stopped a run without DP; under DP every epoch is the best
+    assert summary["best_epoch"] == summary["epochs_run"] - 1 and not summary["stopped_early"]
+    report = json.loads((tmp_path / "brand" / "report.json").read_text())
+    assert report["label_dp"]["epsilon"] == 1.0 and report["early_stopping"]["enabled"] is False
+    assert report["validation"]["auc"] > 0.6
+    for role in ("brand", "media"):
+        assert json.loads((tmp_path / role / "model.json").read_text())["dp_clip_norm"] == dp.LABEL_DP_CLIP_NORM
+
+
+def test_label_dp_is_refused_with_a_bad_epsilon(tmp_path):
+    brand, media = tables()
+    with pytest.raises(InputError, match="epsilon"):
+        propensity(brand, media, id_column="uid", label_column="y", out=tmp_path / "run", label_dp_epsilon=0.0)
+    assert not (tmp_path / "run").exists()

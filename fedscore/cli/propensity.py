@@ -31,12 +31,15 @@ from . import chosen_engine, engine_options, main, run_options
 @click.option("--exact-scores", is_flag=True,
               help="Give the brand calibrated probabilities instead of percentiles. This reveals to the brand the "
                    "media's partial score of every ranked user (see protocols/propensity.md).")
+@click.option("--label-dp-epsilon", type=float, default=None,
+              help="Label differential privacy towards the media: the labels enter training once, with Gaussian "
+                   "noise for (epsilon, 1e-6)-DP; rows are clipped and early stopping is off.")
 @click.option("--id-kind", type=click.Choice(ID_KINDS), default="auto", show_default=True,
               help="How IDs are normalised before matching.")
 @engine_options
 @run_options
 def propensity(brand_path, media_path, id_column, label_column, out, backend, epochs, patience, top, exact_scores,
-               id_kind, overwrite, engine, deployment, timeout, resume):
+               label_dp_epsilon, id_kind, overwrite, engine, deployment, timeout, resume):
     """Joint propensity: vertical logistic regression, labels at the brand, no key at the coordinator.
 
     Writes DIR/brand/scores.csv (each unlabelled brand user found at the media, with the
@@ -49,7 +52,8 @@ def propensity(brand_path, media_path, id_column, label_column, out, backend, ep
             raise InputError("file not found", path=path)
     result = run_propensity(brand_path, media_path, id_column=id_column, label_column=label_column, out=out,
                             backend=backend, epochs=epochs, patience=patience, top=top, exact_scores=exact_scores,
-                            id_kind=id_kind, engine=chosen_engine(engine, deployment), overwrite=overwrite,
+                            label_dp_epsilon=label_dp_epsilon, id_kind=id_kind,
+                            engine=chosen_engine(engine, deployment), overwrite=overwrite,
                             resume=resume, timeout=timeout)
     report = result.report
     validation = report["validation"]
@@ -58,3 +62,6 @@ def propensity(brand_path, media_path, id_column, label_column, out, backend, ep
                f"validation AUC {validation['auc']:.3f}, KS {validation['ks']:.3f}, lift@10% "
                f"{validation['lift_at_10pct']:.2f}; {report['scored_users']:,} users scored -> "
                f"{out / 'brand' / 'scores.csv'}, {out / 'brand' / 'top.csv'}")
+    if report.get("label_dp"):
+        click.echo(f"label DP: epsilon {report['label_dp']['epsilon']:g}, delta {report['label_dp']['delta']:g}, "
+                   f"noise std {report['label_dp']['noise_std']:.3g} on the label aggregate")
