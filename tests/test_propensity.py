@@ -92,13 +92,17 @@ def test_exact_scores_are_probabilities(tmp_path):
     assert result.summary["exact_scores"] is True
 
 
-@pytest.mark.parametrize("backend", ["ckks", "paillier"])
-def test_flower_simulation(tmp_path, backend):
+@pytest.mark.parametrize("backend, epsilon", [("ckks", None), ("paillier", 10.0)])
+def test_flower_simulation(tmp_path, backend, epsilon):
+    """Through Flower's simulation runtime; the Paillier run with label DP, whose extra fields cross too."""
     brand, media = tables(matched=150, random_state=2)
     result = propensity(brand, media, id_column="uid", label_column="y", out=tmp_path / "run", epochs=3,
-                        backend=backend, paillier_key_bits=1024, engine="simulation", random_state=0)
+                        backend=backend, paillier_key_bits=1024, engine="simulation", random_state=0,
+                        label_dp_epsilon=epsilon)
     assert result.report["validation"]["auc"] > 0.6
-    check_ledger(tmp_path / "run")
+    assert (result.summary["label_dp"] or {}).get("epsilon") == epsilon
+    entries = check_ledger(tmp_path / "run")
+    assert any("label_term" in entry["fields"] for entry in entries) == (epsilon is not None)
 
 
 @pytest.mark.parametrize("backend", ["ckks", "paillier"])
