@@ -48,6 +48,11 @@ ENGINE_NAMES = {"local": "local (one process)", "simulation": "simulation (Flowe
 def split_bank(folder, parties, rows=None, seed=SEED):
     """Write ``parties`` party files and a test file from bank marketing; return (files, test file)."""
     frame = pd.read_csv(BANK, dtype=str, keep_default_na=False).drop(columns=[BANK_LEAKY_COLUMN])
+    return split_rows(frame, folder, parties, rows, seed)
+
+
+def split_rows(frame, folder, parties, rows=None, seed=SEED):
+    """Shuffle ``frame`` (keeping ``rows`` of it), set a fifth aside as the test file, deal the rest into parties."""
     rng = np.random.default_rng(seed)
     frame = frame.iloc[rng.permutation(len(frame))[:rows]].reset_index(drop=True)
     test_rows = int(len(frame) * TEST_FRACTION)
@@ -124,7 +129,7 @@ def main():
         credit = [FATE / f"default_credit_homo_{n}.csv" for n in ("guest", "host_1", "host_2")]
         credit_test = FATE / "default_credit_homo_test.csv"
         if smoke:
-            credit, credit_test = _shrink(credit + [credit_test], tmp / "credit", 600)
+            *credit, credit_test = shrink(credit + [credit_test], tmp / "credit", 600)
         datasets = [("default credit (FATE homo split)", credit, credit_test, "id", "y")]
         for parties in ((3,) if smoke else (3, 10)):
             files, test_file = split_bank(tmp / f"bank{parties}", parties, rows=bank_rows)
@@ -199,14 +204,14 @@ def _timing_row(name, engine, out, wall):
             round(setup, 2), round(protocol, 2), round(wall, 2)]
 
 
-def _shrink(files, folder, rows):
-    """Smoke mode: the first ``rows`` rows of each file."""
+def shrink(files, folder, rows):
+    """Smoke mode: copies of ``files`` in ``folder`` with the first ``rows`` rows of each."""
     folder.mkdir(parents=True)
     shrunk = []
     for f in files:
         shrunk.append(folder / f.name)
         pd.read_csv(f, dtype=str, keep_default_na=False).head(rows).to_csv(shrunk[-1], index=False)
-    return shrunk[:-1], shrunk[-1]
+    return shrunk
 
 
 if __name__ == "__main__":

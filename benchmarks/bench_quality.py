@@ -46,7 +46,8 @@ from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED_DATA, parse_args, write_results  # noqa: E402
-from bench_propensity import BANK_BRAND, BANK_MEDIA  # noqa: E402
+from bench_horizontal import shrink, split_bank, split_rows  # noqa: E402
+from bench_propensity import bank  # noqa: E402
 
 from fedscore.data import FeatureEncoder, parse_labels  # noqa: E402
 from fedscore.lookalike import HOLDOUT_FRACTION, holdout_mask, lookalike  # noqa: E402
@@ -61,7 +62,6 @@ PUBLIC = SHARED_DATA / "public"
 RANDOM_STATE = 0
 SEED_SHARE = 0.5
 """Share of users in the brand's customer list for the lookalike: its positives are the seed."""
-TEST_FRACTION = 0.2
 HORIZONTAL_PARTIES = 3
 WHOLESALE_BRAND = ["Region", "Fresh", "Milk", "Grocery"]
 WHOLESALE_MEDIA = ["Frozen", "Detergents_Paper", "Delicassen"]
@@ -82,11 +82,6 @@ def sample(frame, rows):
 
 
 # --- data sets ----------------------------------------------------------------------------
-
-def bank(rows=None):
-    frame = sample(read(PUBLIC / "bank_marketing_full.csv"), rows)
-    return frame[["uid"] + BANK_BRAND + ["y"]], frame[["uid"] + BANK_MEDIA], "uid"
-
 
 def fate_hetero(name, rows=None):
     guest, host = read(FATE / f"{name}_hetero_guest.csv"), read(FATE / f"{name}_hetero_host.csv")
@@ -175,36 +170,12 @@ def propensity_row(name, brand, media, id_column, smoke, epsilon=None):
 
 # --- horizontal LR --------------------------------------------------------------------------
 
-def write_parties(frame, folder, parties):
-    """Set a fifth of ``frame`` aside as the test file and deal the rest into party files."""
-    order = np.random.default_rng(RANDOM_STATE).permutation(len(frame))
-    test_rows = int(len(frame) * TEST_FRACTION)
-    folder.mkdir(parents=True)
-    frame.iloc[order[:test_rows]].to_csv(folder / "test.csv", index=False)
-    files = []
-    for i, part in enumerate(np.array_split(order[test_rows:], parties)):
-        files.append(folder / f"party{i + 1}.csv")
-        frame.iloc[part].to_csv(files[-1], index=False)
-    return files, folder / "test.csv"
-
-
-def shrink(files, folder, rows):
-    folder.mkdir(parents=True)
-    shrunk = []
-    for path in files:
-        shrunk.append(folder / path.name)
-        read(path).head(rows).to_csv(shrunk[-1], index=False)
-    return shrunk
-
-
 def horizontal_datasets(folder, smoke):
     credit = [FATE / f"default_credit_homo_{n}.csv" for n in ("guest", "host_1", "host_2", "test")]
     if smoke:
         credit = shrink(credit, folder / "credit", 400)
-    bank_frame = read(PUBLIC / "bank_marketing_full.csv").drop(columns=["duration"])
-    bank_files, bank_test = write_parties(sample(bank_frame, 1500 if smoke else None), folder / "bank",
-                                          HORIZONTAL_PARTIES)
-    wholesale_files, wholesale_test = write_parties(wholesale_labelled(), folder / "wholesale", HORIZONTAL_PARTIES)
+    bank_files, bank_test = split_bank(folder / "bank", HORIZONTAL_PARTIES, rows=1500 if smoke else None)
+    wholesale_files, wholesale_test = split_rows(wholesale_labelled(), folder / "wholesale", HORIZONTAL_PARTIES)
     breast = [FATE / f"breast_homo_{n}.csv" for n in ("guest", "host", "test")]
     return [("bank marketing", bank_files, bank_test, "uid"),
             ("default_credit (FATE homo split)", credit[:-1], credit[-1], "id"),

@@ -1,8 +1,28 @@
 """Fixtures shared by the protocol tests."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from fedscore.he.ckks import CKKSContext
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SMOKE_TIMEOUT_SECONDS = 600
+
+
+@pytest.fixture
+def smoke_benchmark(tmp_path):
+    """Run ``benchmarks/bench_<name>.py --smoke`` into ``tmp_path``; return the JSON result it wrote."""
+    def run(name):
+        script = BENCHMARKS / f"bench_{name}.py"
+        done = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path)], capture_output=True,
+                              text=True, timeout=SMOKE_TIMEOUT_SECONDS, cwd=BENCHMARKS)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads((tmp_path / f"{name}.json").read_text())
+    return run
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ what the media opens); the attack scores each media row by ``x_i · Xᵀy`` from
 release it receives and is scored by AUC against the true seed flags on its training rows.
 """
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -62,8 +60,6 @@ def test_direction_attack_beats_chance_and_strong_label_dp_stops_it(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "public").is_dir(), reason="shared data not available")
-def test_benchmark_smoke(tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_attacks.py"), "--smoke", "--out",
-                    str(tmp_path)], check=True, capture_output=True)
-    result = json.loads((tmp_path / "attacks.json").read_text())
+def test_benchmark_smoke(smoke_benchmark):
+    result = smoke_benchmark("attacks")
     assert [t["title"].split(":")[0] for t in result["tables"]] == ["Lookalike", "Propensity"]

@@ -5,15 +5,12 @@ The figures themselves are measured by ``benchmarks/run_all.py``, never in tests
 
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SMOKE_TIMEOUT_SECONDS = 300
 
 MACHINE = {"cpu": "Test CPU", "cores": 2, "memory_gib": 8.0, "python": "3.11.7", "system": "Linux"}
 PSI_TABLE = {"title": "PSI, both parties learn the intersection (seconds, median)",
@@ -51,11 +48,8 @@ def results_dir(tmp_path):
     return folder
 
 
-def test_growth_smoke_writes_tables_and_chart(tmp_path):
-    run = subprocess.run([sys.executable, str(BENCHMARKS / "bench_growth.py"), "--smoke", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=SMOKE_TIMEOUT_SECONDS, check=False)
-    assert run.returncode == 0, run.stderr
-    growth = json.loads((tmp_path / "growth.json").read_text())
+def test_growth_smoke_writes_tables_and_chart(tmp_path, smoke_benchmark):
+    growth = smoke_benchmark("growth")
     assert growth["smoke"] is True
     psi, by_rows, by_features = growth["tables"]
     assert psi["columns"] == ["IDs per party", "shared", "repeats", "seconds", "MB on the wire", "bytes per ID"]
@@ -134,11 +128,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "fate").is_dir(), reason="shared data not available")
-def test_quality_smoke_covers_every_capability_on_every_data_set(tmp_path):
-    run = subprocess.run([sys.executable, str(BENCHMARKS / "bench_quality.py"), "--smoke", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=SMOKE_TIMEOUT_SECONDS, check=False)
-    assert run.returncode == 0, run.stderr
-    quality = json.loads((tmp_path / "quality.json").read_text())
+def test_quality_smoke_covers_every_capability_on_every_data_set(smoke_benchmark):
+    quality = smoke_benchmark("quality")
     assert [table["rows"][0][0] for table in quality["tables"]] == ["lookalike", "propensity", "propensity, label DP",
                                                                     "horizontal LR"]
     private = quality["tables"].pop(2)

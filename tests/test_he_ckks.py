@@ -1,9 +1,5 @@
-import json
 import math
 import pickle
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,10 +195,6 @@ def test_pickle_round_trip_keeps_keys_and_release_count(rng):
     assert np.allclose(restored_owner.decrypt(restored_owner.load_vector(restored[0].to_bytes())), x, atol=1e-6)
 
 
-def test_benchmark_smoke(tmp_path):
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_he.py"
-    result = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    tables = json.loads((tmp_path / "he.json").read_text())["tables"]
+def test_benchmark_smoke(smoke_benchmark):
+    tables = smoke_benchmark("he")["tables"]
     assert {row[0] for row in tables[0]["rows"]} == {"ckks", "paillier"}

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -210,10 +208,8 @@ def test_missing_id_column(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "public").is_dir(), reason="shared data not available")
-def test_benchmark_smoke(tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_lookalike.py"), "--smoke", "--out",
-                    str(tmp_path)], check=True, capture_output=True)
-    assert (tmp_path / "lookalike.json").is_file()
+def test_benchmark_smoke(smoke_benchmark):
+    assert smoke_benchmark("lookalike")["smoke"] is True
 
 
 def test_cli_contract(tmp_path):

@@ -1,8 +1,6 @@
 """Joint propensity: the whole flow (local, Flower simulation, deployment), ledger, bad input."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -174,10 +172,8 @@ def test_options():
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "fate").is_dir(), reason="shared data not available")
-def test_benchmark_smoke(tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_propensity.py"), "--smoke", "--out",
-                    str(tmp_path)], check=True, capture_output=True)
-    assert (tmp_path / "propensity.json").is_file()
+def test_benchmark_smoke(smoke_benchmark):
+    assert smoke_benchmark("propensity")["smoke"] is True
 
 
 def test_early_stopping_keeps_the_best_epoch_and_its_score_is_the_validation_brier(tmp_path):

@@ -1,8 +1,6 @@
 import importlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -299,12 +297,8 @@ def test_psi_over_flower_simulation(tmp_path):
     assert audit_ledger(read_ledger(out / "ledger.jsonl"), read_transcript(SPEC)) == []
 
 
-def test_benchmark_smoke(tmp_path):
-    script = ROOT / "benchmarks" / "bench_psi.py"
-    result = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    table = json.loads((tmp_path / "psi.json").read_text())["tables"][0]
+def test_benchmark_smoke(smoke_benchmark):
+    table = smoke_benchmark("psi")["tables"][0]
     assert table["rows"][0][:3] == [200, 200, 100]
 
 

@@ -1,8 +1,6 @@
 """Chunked scoring: same scores as training's, chunk boundaries, bad input, no partial output."""
 
 import json
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -297,12 +295,8 @@ def test_command_line(tmp_path, model):
     assert again.output.strip() == f"error: {out}: output file already exists (use --overwrite to replace it)"
 
 
-def test_benchmark_smoke(tmp_path):
-    script = ROOT / "benchmarks" / "bench_scoring.py"
-    result = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    table = json.loads((tmp_path / "scoring.json").read_text())["tables"][0]
+def test_benchmark_smoke(smoke_benchmark):
+    table = smoke_benchmark("scoring")["tables"][0]
     assert [row[:4] for row in table["rows"]] == [["parquet", 3000, 0, "fedscore"], ["parquet", 3000, 0, "baseline"],
                                                   ["csv", 3000, 0, "fedscore"], ["csv", 3000, 0, "baseline"]]
     assert all(float(row[-1]) < TOLERANCE for row in table["rows"] if row[3] == "fedscore")

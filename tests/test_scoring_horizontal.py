@@ -280,15 +280,8 @@ def test_command_line(parties, tmp_path):
     assert again.exit_code == 1 and "refusing to overwrite" in again.output
 
 
-def test_benchmark_smoke(tmp_path):
-    import subprocess
-    import sys
-
+def test_benchmark_smoke(smoke_benchmark):
     if not (DATA / "fate").exists() or not (DATA / "public").exists():
         pytest.skip("shared data not present")
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_horizontal.py"
-    done = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path)], capture_output=True,
-                          text=True, cwd=script.parent)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads((tmp_path / "horizontal.json").read_text())
+    result = smoke_benchmark("horizontal")
     assert result["smoke"] and len(result["tables"]) == 3

@@ -282,16 +282,9 @@ def test_cli_segment_writes_the_contracted_files(tmp_path):
     assert not (tmp_path / "bad").exists()  # a failed run leaves no partial output
 
 
-def test_benchmark_smoke(tmp_path):
-    import json
-    import subprocess
-    import sys
-
+def test_benchmark_smoke(smoke_benchmark):
     root = Path(__file__).resolve().parents[1]
     if not (root.parent / "shared" / "data" / "public").is_dir():
         pytest.skip("benchmark data (shared/data next to the project) is absent")
-    result = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_segment.py"), "--smoke", "--out",
-                             str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    tables = json.loads((tmp_path / "segment.json").read_text())["tables"]
+    tables = smoke_benchmark("segment")["tables"]
     assert all(row[8] for row in tables[0]["rows"]) and all(row[9] for row in tables[1]["rows"])
