@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -76,3 +77,16 @@ def write_results(name, out, tables, notes=(), smoke=False, figures=()):
     path = out / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     return path
+
+
+def peak_mib():
+    """This process's peak resident memory: the kernel's high-water mark (VmHWM), in MiB.
+
+    ``getrusage``'s ``ru_maxrss`` is not used: Linux carries it across ``execve``, so a
+    fresh child would report its parent's peak (the table generator's, say) when larger.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

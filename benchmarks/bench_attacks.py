@@ -34,12 +34,14 @@ the model it keeps (``media/model.json``, the best epoch's). With label DP the g
 media uses includes the noisy label aggregate it received once, and the attacks see that.
 """
 
+import copy
 import json
 import math
 import statistics
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -47,15 +49,18 @@ from sklearn.linear_model import LogisticRegression
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED_DATA, parse_args, write_results  # noqa: E402
 from bench_lookalike import bank_split  # noqa: E402
-from bench_propensity import bank as bank_tables  # noqa: E402
 
 from fedscore import dp  # noqa: E402
+from fedscore.kit.model import ModelFile  # noqa: E402
 from fedscore.ledger import Ledger  # noqa: E402
-from fedscore.lookalike import DP_CLIP_NORM, run_lookalike  # noqa: E402
 from fedscore.metrics import auc  # noqa: E402
-from fedscore.propensity import run_propensity  # noqa: E402
-from fedscore.runtime import Coordinator, LocalTransport  # noqa: E402
-from fedscore.vertical_lr import DEFAULT_L2, fit_from_aggregate, open_values, unmask  # noqa: E402
+from fedscore.protocols import drive  # noqa: E402
+from fedscore.protocols.lookalike.bounds import DP_CLIP_NORM  # noqa: E402
+from fedscore.protocols.propensity.common import MEDIA_GRADIENT  # noqa: E402
+from fedscore.params import DEFAULT_L2  # noqa: E402
+from fedscore.protocols.vertical_lr import fit_from_aggregate, open_values, unmask  # noqa: E402
+from fedscore.runtime.coordinator import Coordinator  # noqa: E402
+from fedscore.runtime.local import LocalTransport  # noqa: E402
 from fedscore.wire import Message  # noqa: E402
 
 BRAND, MEDIA = "brand", "media"
@@ -76,9 +81,10 @@ class MediaView(LocalTransport):
     """The in-process transport, also keeping the label-dependent values the media opens.
 
     Before the media runs ``lookalike.train`` or ``propensity.media_update``, the sealed
-    release in the request is opened with the media's channel and unmasked with the
-    media's mask and scale from its state, as the step itself does next (the step then
-    drops the mask). Nothing else is touched.
+    release in the request is opened with a copy of the media's channel (the media must
+    still open it itself: each payload opens once, in order) and unmasked with the media's
+    mask and scale from its state, as the step itself does next (the step then drops the
+    mask). Nothing else is touched.
 
     Attributes
     ----------
@@ -102,23 +108,24 @@ class MediaView(LocalTransport):
 
     def _observe(self, request):
         media = self.parties[MEDIA]
+        peek = SimpleNamespace(role=MEDIA, channel=copy.deepcopy(media.channel))
         message = Message.decode(request.fields, request.payloads)
         if request.step == "lookalike.train":
             state = media.state["lookalike"]
-            released = open_values(media, message["aggregate"], "lookalike.release_aggregate")
-            self.label_aggregate = unmask(released, state["mask"], state["shift"])
+            released = open_values(peek, message["aggregate"], "lookalike.release_aggregate")
+            self.label_aggregate = unmask(released, state.mask, state.shift)
         else:
             state = media.state["propensity"]
-            released = open_values(media, message["media_gradient"], "propensity.brand_update")
-            gradient = unmask(released, state["mask"], state["shift"]) - state.get("label_term", 0.0)
-            self.gradients.append(gradient / state["n_train"])
+            released = open_values(peek, message["media_gradient"], MEDIA_GRADIENT)
+            label_term = 0.0 if state.label_term is None else state.label_term
+            gradient = unmask(released, state.mask, state.shift) - label_term
+            self.gradients.append(gradient / state.sizes.training)
 
 
 def run_observed(job, options, party_configs):
     """Run ``job`` in this process; return the transport (party states and what the media opened)."""
     transport = MediaView(party_configs)
-    coordinator = Coordinator(transport, Ledger())
-    {"lookalike": run_lookalike, "propensity": run_propensity}[job](coordinator, options)
+    drive(Coordinator(transport, Ledger()), job, options)
     return transport
 
 
@@ -169,23 +176,23 @@ def lookalike_run(folder, seed, media, epsilon, random_state, min_seed):
                                                                   id_column="uid"))
     media_state = transport.parties[MEDIA].state["lookalike"]
     brand_state = transport.parties[BRAND].state
-    flags = brand_state["psi"]["flags"].astype(float)
-    features, held = media_state["features"], media_state["holdout"]
+    flags = brand_state["psi"].flags.astype(float)
+    features, held = media_state.features, media_state.holdout  # what the media trains on (clipped with DP)
     train = ~held
     design = np.hstack([features, np.ones((len(features), 1))])
     exact = design[train].T @ flags[train]
     released = transport.label_aggregate
     scores = aggregate_attacks(features, train, released)
-    scores["trained model"] = media_state["scores"]
+    scores["trained model"] = media_state.scores
     exact_scores = aggregate_attacks(features, train, exact)
     weights, _ = fit_from_aggregate(features[train], exact, DEFAULT_L2)
     exact_scores["trained model"] = design @ weights
     scores.update({f"{name} (exact Xᵀy)": value for name, value in exact_scores.items()})
     results = {name: (auc(flags[train], s[train]), auc(flags[held], s[held])) for name, s in scores.items()}
-    facts = {"model held-out AUC": auc(flags[held], media_state["scores"][held]),
+    facts = {"model held-out AUC": auc(flags[held], media_state.scores[held]),
              "max |released - exact|": float(np.max(np.abs(released - exact))),
              "training rows": int(train.sum()), "training seed members": int(flags[train].sum()),
-             "noise std": brand_state["lookalike"].get("dp", {}).get("noise_std", 0.0)}
+             "noise std": (brand_state["lookalike"].dp or {}).get("noise_std", 0.0)}
     return results, facts
 
 
@@ -228,8 +235,8 @@ def propensity_run(folder, brand, media, epsilon, random_state, epochs):
     transport = run_observed("propensity", options, party_configs(folder, {BRAND: brand, MEDIA: media}))
     media_state = transport.parties[MEDIA].state["propensity"]
     brand_state = transport.parties[BRAND].state["propensity"]
-    labels, train, validation = brand_state["labels"], brand_state["train"], brand_state["validation"]
-    features = media_state["features"]
+    labels, train, validation = brand_state.labels, brand_state.train, brand_state.validation
+    features = media_state.features
     per_epoch = gradient_attacks(features, transport.gradients)
     scores = {}
     for name, epoch_scores in per_epoch.items():
@@ -238,8 +245,8 @@ def propensity_run(folder, brand, media, epsilon, random_state, epochs):
         scores[f"{name}, first epoch"] = epoch_scores[0]
         scores[f"{name}, best epoch (chosen with the labels)"] = epoch_scores[best]
         scores[f"{name}, sum over epochs"] = np.sum(epoch_scores, axis=0)
-    media_model = json.loads((Path(folder) / MEDIA / "model.json").read_text())
-    scores["media's own model z_m = x_i · w_m"] = features @ np.asarray(media_model["coef"])
+    media_model = ModelFile.load(Path(folder) / MEDIA / "model.json")
+    scores["media's own model z_m = x_i · w_m"] = features @ media_model.coef
     results = {name: (auc(labels[train], s[train]), auc(labels[validation], s[validation]))
                for name, s in scores.items()}
     report_path = Path(folder) / BRAND / "report.json"
@@ -249,12 +256,14 @@ def propensity_run(folder, brand, media, epsilon, random_state, epochs):
              "media-only validation AUC": auc(labels[validation], media_only.decision_function(features[validation])),
              "epochs": len(transport.gradients), "training users": int(train.sum()),
              "training positives": int(labels[train].sum()),
-             "noise std": (brand_state["label_dp"] or {}).get("noise_std", 0.0)}
+             "noise std": 0.0 if brand_state.label_dp is None else brand_state.label_dp.noise_std}
     return results, facts
 
 
 def propensity_table(rows, epsilons, repeats, epochs):
-    brand, media, _ = bank_tables(rows)
+    from bench_propensity import bank  # the propensity benchmark's bank tables (imported when measured)
+
+    brand, media, _ = bank(rows)
     table_rows = []
     for epsilon in (NO_DP,) + tuple(epsilons):
         measured = []

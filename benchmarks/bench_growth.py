@@ -19,11 +19,9 @@ generated tables and their CSV files as read back.
 Before each larger row count of the epoch, its time and peak memory are projected
 linearly in rows from the two largest measured so far; a size projected over
 ``TIME_BUDGET_SECONDS`` or ``MEMORY_BUDGET_BYTES`` is not run, and the notes say so and
-give the projection. The parties read their tables with every cell as a Python string
-(:func:`fedscore.data.read_table`): reading a 100k x 330 CSV peaks at about 2.4 GiB, so
-1M rows at FATE's 330 features would need some 37 GiB with both parties in one process
-(projected from the 10k and 100k measurements). That is why the row sweep to 1M is at
-30 + 30 features, and FATE's width is measured at 100k rows.
+give the projection. The row sweep to 1M is at 30 + 30 features; FATE's width (30 + 300)
+is measured at 100k rows. What reading and encoding a table costs on its own is measured
+in ``bench_tables.py``.
 
 Writes ``growth.json`` and the chart ``growth.png`` (log-log: time and bytes against
 rows, and against features at 100k rows).
@@ -68,7 +66,8 @@ SMOKE_FEATURE_SWEEP_MEDIA_FEATURES = (4, 8)
 TIME_BUDGET_SECONDS = 600.0  # one epoch measurement, tables and setup included
 MEMORY_BUDGET_BYTES = 16 * 2**30  # peak resident memory of one epoch measurement, on a 24 GiB machine
 KIB, MIB, MB = 1024, 2**20, 1e6
-EPOCH_PRELOAD = ("sklearn.linear_model", "tenseal", "fedscore.propensity", "fedscore.psi", "fedscore.runtime")
+EPOCH_PRELOAD = ("sklearn.linear_model", "tenseal", "fedscore.protocols.propensity.coordinator",
+                 "fedscore.protocols.psi.coordinator", "fedscore.runtime.runner")
 """The slow imports behind ``bench_propensity.epoch_speed``, imported once by the fork server."""
 
 PSI_COLUMNS = ["IDs per party", "shared", "repeats", "seconds", "MB on the wire", "bytes per ID"]

@@ -30,10 +30,13 @@ import pandas as pd
 from _common import SHARED_DATA, parse_args, write_results
 from sklearn.linear_model import LogisticRegression
 
-from fedscore.data import parse_labels
+import fedscore
+from fedscore.kit.table import PartyTable
 from fedscore.ledger import COORDINATOR, read_ledger
 from fedscore.metrics import auc
-from fedscore.scoring_horizontal import DEFAULT_L2, HorizontalLogisticRegression, PrivacyWarning, validation_mask
+from fedscore.protocols.horizontal import PrivacyWarning
+from fedscore.params import DEFAULT_L2
+from fedscore.protocols.horizontal_lr.training import validation_mask
 
 FATE = SHARED_DATA / "fate"
 BANK = SHARED_DATA / "public" / "bank_marketing_full.csv"
@@ -67,31 +70,35 @@ def split_rows(frame, folder, parties, rows=None, seed=SEED):
     return files, test_file
 
 
-def fit(files, out, id_column, label_column, engine="local", **params):
+def fit(files, out, id_column, label_column, engine="local", **options):
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PrivacyWarning)
-        model = HorizontalLogisticRegression(**params).fit(files, id_column=id_column, label_column=label_column,
-                                                          out_dir=out, engine=engine)
-    return model, time.perf_counter() - start
+        result = fedscore.horizontal_lr(files, id_column=id_column, label_column=label_column, out=out, engine=engine,
+                                        **options)
+    return result, time.perf_counter() - start
 
 
-def centralised_auc(model, files, test_file, id_column, label_column):
+def encoded(result, path, id_column, label_column):
+    """A table's IDs, labels and rows encoded with the federation's encoder, read by the kit's reader."""
+    table = PartyTable.read(path, required=[id_column, label_column], text_columns=[id_column, label_column])
+    return table.ids(id_column), table.labels(label_column), result.encoder.transform(table)
+
+
+def centralised_auc(result, files, test_file, id_column, label_column):
     """AUC on the test file of scikit-learn LR trained on the federation's training rows."""
-    frames = [pd.read_csv(f, dtype=str, keep_default_na=False) for f in files]
-    pooled = pd.concat(frames, ignore_index=True)
-    labels = parse_labels(pooled, label_column, "pooled")
-    train = ~np.isnan(labels) & ~validation_mask(pooled[id_column].to_numpy(), labels, model.validation_fraction)
-    x = model.encoder_.transform(pooled[train])
-    central = LogisticRegression(C=1 / (DEFAULT_L2 * train.sum()), max_iter=5000).fit(x, labels[train])
-    test = pd.read_csv(test_file, dtype=str, keep_default_na=False)
-    y_test = parse_labels(test, label_column, test_file)
-    return auc(y_test, central.decision_function(model.encoder_.transform(test)))
+    parts = [encoded(result, f, id_column, label_column) for f in files]
+    ids, labels, x = (np.concatenate(p) for p in zip(*parts))
+    fraction = result.summary["training"]["validation_fraction"]
+    train = ~np.isnan(labels) & ~validation_mask(ids, labels, fraction)
+    central = LogisticRegression(C=1 / (DEFAULT_L2 * train.sum()), max_iter=5000).fit(x[train], labels[train])
+    _, y_test, x_test = encoded(result, test_file, id_column, label_column)
+    return auc(y_test, central.decision_function(x_test))
 
 
-def test_auc(model, test_file, label_column):
-    test = pd.read_csv(test_file, dtype=str, keep_default_na=False)
-    return auc(parse_labels(test, label_column, test_file), model.decision_function(test))
+def test_auc(result, test_file, id_column, label_column):
+    _, y_test, x_test = encoded(result, test_file, id_column, label_column)
+    return auc(y_test, result.model.logits(x_test))
 
 
 def round_seconds(ledger_path):
@@ -109,12 +116,12 @@ def round_seconds(ledger_path):
 
 
 def quality_row(name, files, test_file, id_column, label_column, out, rounds):
-    model, seconds = fit(files, out, id_column, label_column, rounds=rounds)
-    federated = test_auc(model, test_file, label_column)
-    central = centralised_auc(model, files, test_file, id_column, label_column)
+    result, seconds = fit(files, out, id_column, label_column, rounds=rounds)
+    federated = test_auc(result, test_file, id_column, label_column)
+    central = centralised_auc(result, files, test_file, id_column, label_column)
     row = [name, len(files), rounds, round(federated, 4), round(central, 4), round(federated - central, 4),
            abs(federated - central) <= TARGET_GAP, round(seconds, 2)]
-    return model, row
+    return result, row
 
 
 def main():
@@ -147,10 +154,10 @@ def main():
         for name, files, test_file, id_column, label_column in datasets[:2]:
             for epsilon in EPSILONS[:1] if smoke else EPSILONS:
                 out = tmp / f"dp{len(privacy)}"
-                model, seconds = fit(files, out, id_column, label_column, dp_epsilon=epsilon, rounds=rounds)
-                dp = model.summary_["dp"]
+                result, seconds = fit(files, out, id_column, label_column, dp_epsilon=epsilon, rounds=rounds)
+                dp = result.summary["dp"]
                 privacy.append([name, epsilon, round(dp["epsilon"], 3), dp["delta"], round(dp["noise_multiplier"], 2),
-                                dp["releases"], round(test_auc(model, test_file, label_column), 4)])
+                                dp["releases"], round(test_auc(result, test_file, id_column, label_column), 4)])
 
         many, engine = (4, "local") if smoke else (50, "simulation")  # the test suite runs the simulation
         files, _ = split_bank(tmp / f"bank{many}", many, rows=bank_rows)

@@ -26,10 +26,12 @@ from sklearn.linear_model import LogisticRegression
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED_DATA, parse_args, write_results  # noqa: E402
 
-from fedscore.data import FeatureEncoder  # noqa: E402
-from fedscore.lookalike import lookalike, holdout_mask  # noqa: E402
+from fedscore.api.lookalike import lookalike  # noqa: E402
+from fedscore.kit.table import PartyTable  # noqa: E402
 from fedscore.metrics import auc  # noqa: E402
-from fedscore.vertical_lr import (  # noqa: E402
+from fedscore.protocols.lookalike.media import holdout_mask  # noqa: E402
+from fedscore.protocols.lookalike.options import HOLDOUT_FRACTION  # noqa: E402
+from fedscore.protocols.vertical_lr import (  # noqa: E402
     create_key, encoded_column_bound, encrypt_scaled, encrypted_product, fit_from_aggregate, hide_slots, mask,
     message_bound, unmask,
 )
@@ -59,9 +61,11 @@ def quality(backend, rows, paillier_key_bits=None, min_seed=100):
                            random_state=RANDOM_STATE, min_seed=min_seed, paillier_key_bits=paillier_key_bits)
         seconds = time.perf_counter() - start
         scores = result.scores["score"].to_numpy()
+        media.to_csv(Path(tmp) / "media.csv", index=False)
+        # The media's own encoding (its IDs are distinct: PSI order is table order).
+        features = result.model.encoder.transform(PartyTable.read(Path(tmp) / "media.csv"))
     flags = media["uid"].isin(set(seed["uid"])).to_numpy(float)
-    held = holdout_mask(len(media), 0.2, RANDOM_STATE)
-    features = FeatureEncoder().fit_transform(media, MEDIA_COLUMNS)
+    held = holdout_mask(len(media), HOLDOUT_FRACTION, RANDOM_STATE)
     l2 = result.report["chosen_l2"]
     train = ~held
     central = LogisticRegression(C=1.0 / (l2 * train.sum()), max_iter=5000, tol=1e-10)
@@ -87,7 +91,7 @@ def epoch_speed(rows, features, repeats=1):
     x = (x - x.mean(axis=0)) / x.std(axis=0)  # standardised, as the media's encoder does (the public bound needs it)
     logits = x[:, :10].sum(axis=1) * 0.3 - 3.0
     y = (rng.random(rows) < 1 / (1 + np.exp(-logits))).astype(float)
-    held = holdout_mask(rows, 0.2, RANDOM_STATE)
+    held = holdout_mask(rows, HOLDOUT_FRACTION, RANDOM_STATE)
     timings = {}
 
     def timed(name, fn):

@@ -33,15 +33,22 @@ from sklearn.linear_model import LogisticRegression
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED_DATA, parse_args, write_results  # noqa: E402
 
-from fedscore.data import FeatureEncoder  # noqa: E402
+from fedscore import propensity  # noqa: E402
+from fedscore.kit.encoder import FeatureEncoder  # noqa: E402
+from fedscore.kit.table import PartyTable  # noqa: E402
 from fedscore.ledger import Ledger  # noqa: E402
 from fedscore.metrics import auc  # noqa: E402
-from fedscore.propensity import check_options, propensity, setup, train_epoch, validation_split  # noqa: E402
-from fedscore.psi import intersect  # noqa: E402
-from fedscore.runtime import Coordinator, LocalTransport  # noqa: E402
-from fedscore.vertical_lr import (  # noqa: E402
-    DEFAULT_L2, BoundOptimizer, centred_media_logit, create_key, media_quantiles, split_sigmoid,
+from fedscore.protocols.propensity.brand import validation_split  # noqa: E402
+from fedscore.protocols.propensity.coordinator import setup, train_epoch  # noqa: E402
+from fedscore.protocols.propensity.options import PropensityOptions  # noqa: E402
+from fedscore.protocols.psi.coordinator import intersect  # noqa: E402
+from fedscore.protocols.psi.options import PSIOptions  # noqa: E402
+from fedscore.params import DEFAULT_L2  # noqa: E402
+from fedscore.protocols.vertical_lr import (  # noqa: E402
+    BoundOptimizer, centred_media_logit, create_key, media_quantiles, split_sigmoid,
 )
+from fedscore.runtime.coordinator import Coordinator  # noqa: E402
+from fedscore.runtime.local import LocalTransport  # noqa: E402
 
 RANDOM_STATE = 0
 BANK_BRAND = ["age", "job", "marital", "education", "default", "balance", "housing", "loan"]
@@ -65,13 +72,20 @@ def default_credit(rows=None):
 
 def central(brand, media, id_column, l2=DEFAULT_L2):
     """Central references on the protocol's own training / validation users."""
-    joined = brand.merge(media, on=id_column, suffixes=("_brand", "_media"))
+    brand, media = brand.reset_index(drop=True), media.reset_index(drop=True)
+    rows = (brand[[id_column]].reset_index().merge(media[[id_column]].reset_index(), on=id_column,
+                                                   suffixes=("_brand", "_media")))
     brand_columns = [c for c in brand.columns if c not in (id_column, "y")]
     media_columns = [c for c in media.columns if c != id_column]
-    xb = FeatureEncoder().fit(brand, brand_columns).transform(joined.rename(
-        columns={f"{c}_brand": c for c in brand_columns}))
-    xm = FeatureEncoder().fit(media, media_columns).transform(joined.rename(
-        columns={f"{c}_media": c for c in media_columns}))
+    with tempfile.TemporaryDirectory() as tmp:
+        # each party's encoder is fitted on its whole table, as in the protocol
+        encoded = []
+        for name, frame, columns in (("brand", brand, brand_columns), ("media", media, media_columns)):
+            frame.to_csv(Path(tmp) / f"{name}.csv", index=False)
+            table = PartyTable.read(Path(tmp) / f"{name}.csv", text_columns=[id_column])
+            encoded.append(FeatureEncoder().fit(table, columns).transform(table, rows=rows[f"index_{name}"].to_numpy()))
+    xb, xm = encoded
+    joined = brand.loc[rows["index_brand"]].reset_index(drop=True)
     y = joined["y"].str.lower().isin(["1", "yes", "true", "1.0"]).to_numpy(float)
     validation = validation_split(joined[id_column].to_numpy(dtype=object), np.ones(len(y), bool), 0.2, RANDOM_STATE)
     train = ~validation
@@ -148,10 +162,11 @@ def epoch_speed(rows, brand_features, media_features, backend, paillier_key_bits
         configs = {"brand": {"data": str(tmp / "brand.csv"), "out": str(tmp), **consent},
                    "media": {"data": str(tmp / "media.csv"), "out": str(tmp), **consent}}
         coordinator = Coordinator(LocalTransport(configs), Ledger())
-        opts = check_options({"id_column": "uid", "backend": backend, "paillier_key_bits": paillier_key_bits,
-                              "epochs": 2, "random_state": RANDOM_STATE})
-        intersect(coordinator, mode="both", id_column="uid")
-        logits = setup(coordinator, opts)
+        options = PropensityOptions.from_dict({"id_column": "uid", "label_column": "y", "backend": backend,
+                                               "paillier_key_bits": paillier_key_bits, "epochs": 2,
+                                               "random_state": RANDOM_STATE})
+        intersect(coordinator, PSIOptions.from_dict({"id_column": "uid", "mode": "both"}))
+        logits = setup(coordinator, options)
         start = time.perf_counter()
         train_epoch(coordinator, logits)
         seconds = time.perf_counter() - start

@@ -26,7 +26,7 @@ from _common import median_time, parse_args, write_results
 
 from fedscore.ids import prepare_ids
 from fedscore.ledger import read_ledger
-from fedscore.psi import WORKERS
+from fedscore.parallel import WORKERS
 from fedscore.runtime.runner import run_job
 
 OVERLAP = 0.5  # half of each party's IDs are the other's

@@ -49,13 +49,17 @@ from _common import SHARED_DATA, parse_args, write_results  # noqa: E402
 from bench_horizontal import shrink, split_bank, split_rows  # noqa: E402
 from bench_propensity import bank  # noqa: E402
 
-from fedscore.data import FeatureEncoder, parse_labels  # noqa: E402
-from fedscore.lookalike import HOLDOUT_FRACTION, holdout_mask, lookalike  # noqa: E402
+from fedscore import horizontal_lr, lookalike, propensity  # noqa: E402
+from fedscore.kit.encoder import FeatureEncoder  # noqa: E402
+from fedscore.kit.table import PartyTable  # noqa: E402
 from fedscore.metrics import auc, ks, lift_at  # noqa: E402
-from fedscore.propensity import VALIDATION_FRACTION, propensity, validation_split  # noqa: E402
-from fedscore.scoring_horizontal import DEFAULT_L2 as HORIZONTAL_L2  # noqa: E402
-from fedscore.scoring_horizontal import HorizontalLogisticRegression, PrivacyWarning, validation_mask  # noqa: E402
-from fedscore.vertical_lr import DEFAULT_L2  # noqa: E402
+from fedscore.params import DEFAULT_L2  # noqa: E402
+from fedscore.protocols.horizontal import PrivacyWarning  # noqa: E402
+from fedscore.protocols.horizontal_lr.training import validation_mask  # noqa: E402
+from fedscore.protocols.lookalike.media import holdout_mask  # noqa: E402
+from fedscore.protocols.lookalike.options import HOLDOUT_FRACTION  # noqa: E402
+from fedscore.protocols.propensity.brand import validation_split  # noqa: E402
+from fedscore.protocols.propensity.options import VALIDATION_FRACTION  # noqa: E402
 
 FATE = SHARED_DATA / "fate"
 PUBLIC = SHARED_DATA / "public"
@@ -71,6 +75,19 @@ DP_EPSILONS = (10.0, 3.0, 1.0)
 
 def read(path):
     return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def party_table(frame, id_column):
+    """The frame as a party reads its table (the kit's typed reader, through a private file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "table.csv"
+        frame.to_csv(path, index=False)
+        keys = [c for c in (id_column, "y") if c in frame.columns]
+        return PartyTable.read(path, text_columns=keys)
+
+
+def labels_of(frame, id_column):
+    return party_table(frame, id_column).labels("y")
 
 
 def metrics(y, score):
@@ -109,9 +126,11 @@ def vertical_datasets(smoke):
             ("wholesale customers (Channel = Retail)", wholesale())]
 
 
-def encoded(table, id_column, exclude=("y",)):
-    columns = [c for c in table.columns if c != id_column and c not in exclude]
-    return FeatureEncoder().fit_transform(table, columns)
+def encoded(frame, id_column, exclude=("y",), rows=None):
+    """Encode ``frame`` as its party does: fitted on the whole table, ``rows`` (positions) returned."""
+    table = party_table(frame, id_column)
+    encoder = FeatureEncoder().fit(table, table.feature_columns(exclude=(id_column, *exclude)))
+    return encoder.transform(table, rows)
 
 
 def central_model(x, y, train, l2=DEFAULT_L2):
@@ -122,7 +141,7 @@ def central_model(x, y, train, l2=DEFAULT_L2):
 
 def lookalike_row(name, brand, media, id_column, smoke):
     chosen = np.random.default_rng(RANDOM_STATE).random(len(brand)) < SEED_SHARE
-    positive = parse_labels(brand, "y", name) == 1
+    positive = labels_of(brand, id_column) == 1
     seed = brand.loc[chosen & positive, [id_column]]
     with tempfile.TemporaryDirectory() as tmp:
         result = lookalike(seed, media, id_column=id_column, out=Path(tmp) / "run", random_state=RANDOM_STATE,
@@ -148,14 +167,15 @@ def propensity_row(name, brand, media, id_column, smoke, epsilon=None):
                             label_dp_epsilon=epsilon)
     validation_report = result.report["validation"]
     federated = [validation_report["auc"], validation_report["ks"], validation_report["lift_at_10pct"]]
-    ids = brand[id_column][brand[id_column].isin(set(media[id_column]))]
-    brand_rows, media_rows = (table.set_index(id_column).loc[ids].reset_index() for table in (brand, media))
-    y = parse_labels(brand_rows, "y", name)
+    brand_rows = np.flatnonzero(brand[id_column].isin(set(media[id_column])))
+    ids = brand[id_column].iloc[brand_rows]
+    media_rows = pd.Index(media[id_column]).get_indexer(ids)
+    y = labels_of(brand, id_column)[brand_rows]
     validation = validation_split(ids.to_numpy(dtype=object), np.ones(len(y), bool), VALIDATION_FRACTION,
                                   RANDOM_STATE)
     # each party's encoder is fitted on its whole table, as in the protocol
-    xb = FeatureEncoder().fit(brand, [c for c in brand.columns if c not in (id_column, "y")]).transform(brand_rows)
-    xm = FeatureEncoder().fit(media, [c for c in media.columns if c != id_column]).transform(media_rows)
+    xb = encoded(brand, id_column, rows=brand_rows)
+    xm = encoded(media, id_column, rows=media_rows)
     references = []
     for x in (np.hstack([xb, xm]), xb):
         model = central_model(x, y, ~validation)
@@ -186,17 +206,17 @@ def horizontal_datasets(folder, smoke):
 def horizontal_row(name, files, test_file, id_column, out, smoke):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PrivacyWarning)
-        model = HorizontalLogisticRegression(rounds=2 if smoke else 10).fit(
-            files, id_column=id_column, label_column="y", out_dir=out)
+        model = horizontal_lr(files, id_column=id_column, label_column="y", rounds=2 if smoke else 10, out=out)
     test = read(test_file)
-    y_test = parse_labels(test, "y", test_file)
+    y_test = labels_of(test, id_column)
     pooled = pd.concat([read(f) for f in files], ignore_index=True)
-    labels = parse_labels(pooled, "y", "pooled")
-    train = ~np.isnan(labels) & ~validation_mask(pooled[id_column].to_numpy(), labels, model.validation_fraction)
-    x = model.encoder_.transform(pooled)
-    central = central_model(x, np.nan_to_num(labels), train, HORIZONTAL_L2)
+    labels = labels_of(pooled, id_column)
+    fraction = model.summary["training"]["validation_fraction"]
+    train = ~np.isnan(labels) & ~validation_mask(pooled[id_column].to_numpy(), labels, fraction)
+    x = model.transform(pooled)
+    central = central_model(x, np.nan_to_num(labels), train)
     federated = metrics(y_test, model.decision_function(test))
-    reference = metrics(y_test, central.decision_function(model.encoder_.transform(test)))
+    reference = metrics(y_test, central.decision_function(model.transform(test)))
     return ["horizontal LR", name, len(files), int(train.sum()), len(test), *rounded(federated), *rounded(reference),
             round(federated[0] - reference[0], 4)]
 

@@ -23,7 +23,6 @@ Run: ``python benchmarks/bench_scoring.py`` (``--smoke`` for tiny sizes).
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,10 +38,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import parse_args, write_results  # noqa: E402
+from _common import parse_args, peak_mib, write_results  # noqa: E402
 
-from fedscore.data import FeatureEncoder  # noqa: E402
-from fedscore.scoring import DEFAULT_CHUNK_ROWS  # noqa: E402
+from fedscore.kit.encoder import FeatureEncoder  # noqa: E402
+from fedscore.kit.model import ModelFile  # noqa: E402
+from fedscore.kit.table import PartyTable  # noqa: E402
+from fedscore.params import DEFAULT_CHUNK_ROWS  # noqa: E402
 
 SIZES = ((1_000_000, 3, 3), (10_000_000, 3, 1))  # (rows, fedscore repeats, baseline repeats)
 SMOKE_SIZES = ((3_000, 1, 1),)
@@ -55,7 +56,6 @@ DEVICES = ("android", "ios", "web")
 REGIONS = tuple(f"region_{i}" for i in range(8))
 ID_COLUMN = "uid"
 FORMATS = ("parquet", "csv")
-KIB = 1024
 
 
 def feature_block(start, rows, rng):
@@ -100,27 +100,15 @@ def make_tables(rows, folder, seed=0):
 
 def make_model(folder, seed=1):
     """A lookalike ``model.json`` over the generated columns, its encoder fitted on a sample as training would."""
-    sample = feature_block(0, 10_000, np.random.default_rng(seed)).to_pandas().astype(str)
-    encoder = FeatureEncoder().fit(sample, [c for c in sample.columns if c != ID_COLUMN])
+    sample_path = folder / "training-sample.csv"
+    feature_block(0, 10_000, np.random.default_rng(seed)).to_pandas().to_csv(sample_path, index=False)
+    sample = PartyTable.read(sample_path, text_columns=[ID_COLUMN])
+    encoder = FeatureEncoder().fit(sample, sample.feature_columns(exclude=[ID_COLUMN]))
     coef = np.random.default_rng(seed).normal(0.0, 0.3, len(encoder.feature_names_))
-    model = {"kind": "lookalike", "feature_names": encoder.feature_names_, "coef": coef.tolist(), "intercept": -2.0,
-             "l2": 1e-3, "iterations": 0, "encoder": encoder.to_dict(), "dp_clip_norm": None}
-    path = folder / "model.json"
-    path.write_text(json.dumps(model))
-    return path
+    model = ModelFile(kind="lookalike", party="media", encoder=encoder, coef=coef, intercept=-2.0)
+    return model.save(folder / "model.json")
 
 
-def peak_mib():
-    """This process's peak resident memory: the kernel's high-water mark (VmHWM), in MiB.
-
-    ``getrusage``'s ``ru_maxrss`` is not used: Linux carries it across ``execve``, so a
-    fresh child would report its parent's peak (here the table generator's) when larger.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / KIB
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB
 
 
 def fedscore_child(data, model, out, chunk_rows):
@@ -234,7 +222,7 @@ def main():
         "resident memory, not a sample; max over repeats); 'above imports' subtracts the same figure taken just "
         "after the imports (fedscore's import pulls in its HE and Flower dependencies).",
         f"fedscore: chunks of {chunk_rows or DEFAULT_CHUNK_ROWS:,} rows"
-        f"{'' if chunk_rows else ' (the default, fedscore.scoring.DEFAULT_CHUNK_ROWS)'}; Parquet written in row "
+        f"{'' if chunk_rows else ' (the default, fedscore.params.DEFAULT_CHUNK_ROWS)'}; Parquet written in row "
         f"groups of {GENERATION_ROWS:,} rows.",
         "Baseline: pandas read_csv / read_parquet of the whole file, numpy standardisation, one-hot and dot "
         "product, pandas to_csv: the same output without validation or streaming.",

@@ -37,10 +37,10 @@ from bench_propensity import BANK_BRAND, BANK_MEDIA
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from fedscore.data import FeatureEncoder
-from fedscore.scoring_horizontal import PrivacyWarning
-from fedscore.segment import VerticalKMeans
-from fedscore.segment_horizontal import HorizontalKMeans
+from fedscore import horizontal_kmeans, segment
+from fedscore.kit.encoder import FeatureEncoder
+from fedscore.kit.table import PartyTable
+from fedscore.protocols.horizontal import PrivacyWarning
 
 BANK_NUMERIC = ["age", "balance", "day", "campaign", "pdays", "previous"]
 """Bank marketing's numeric columns (no ``duration``): horizontal KMeans takes numbers only."""
@@ -66,12 +66,16 @@ def _vertical_cases(smoke):
     return cases
 
 
-def _joint_features(brand, media, id_column, ids, exclude):
+def _joint_features(brand, media, id_column, ids, exclude, work):
+    """Each party's columns of the shared users ``ids``, encoded as the party encodes them, side by side."""
     blocks = []
-    for table in (brand, media):
-        rows = table.set_index(id_column).loc[ids].reset_index()
-        columns = [c for c in rows.columns if c != id_column and c not in exclude]
-        blocks.append(FeatureEncoder().fit_transform(rows, columns))
+    for name, frame in (("brand", brand), ("media", media)):
+        frame.to_csv(work / f"{name}.csv", index=False)
+        table = PartyTable.read(work / f"{name}.csv", required=[id_column], text_columns=[id_column])
+        position = {uid: row for row, uid in enumerate(table.ids(id_column))}
+        rows = np.array([position[uid] for uid in ids])
+        columns = table.feature_columns(exclude=[id_column, *exclude])
+        blocks.append(FeatureEncoder().fit_transform(table, columns, rows=rows))
     return np.hstack(blocks)
 
 
@@ -85,15 +89,14 @@ def _compare(X, init, labels, inertia, k):
 def vertical(smoke, work):
     rows = []
     for name, brand, media, id_column, k, exclude, restarts in _vertical_cases(smoke):
-        model = VerticalKMeans(k, id_column=id_column, exclude=exclude, n_init=restarts, random_state=0)
         started = time.perf_counter()
-        model.fit(brand, media)
+        result = segment(brand, media, id_column=id_column, k=k, exclude=exclude, n_init=restarts, random_state=0)
         seconds = time.perf_counter() - started
-        X = _joint_features(brand, media, id_column, model.ids_, exclude)
-        ari, gap, reference = _compare(X, X[model.init_rows_], model.labels_, model.inertia_, k)
-        rows.append([name, len(model.ids_), X.shape[1], k, model.n_iter_, reference.n_iter_, round(ari, 4),
+        X = _joint_features(brand, media, id_column, result.ids, exclude, work)
+        ari, gap, reference = _compare(X, X[result.init_rows], result.labels, result.inertia, k)
+        rows.append([name, len(result.ids), X.shape[1], k, result.n_iter, reference.n_iter_, round(ari, 4),
                      round(100 * gap, 5), bool(ari >= ARI_TARGET and gap <= INERTIA_TOLERANCE),
-                     model.summary_["seconds_per_iteration"], round(seconds, 2)])
+                     result.summary["seconds_per_iteration"], round(seconds, 2)])
     return rows
 
 
@@ -121,18 +124,17 @@ def horizontal(smoke, work):
             shuffled = table.sample(frac=1, random_state=0)
             parties = {f"party{p}": shuffled.iloc[p::n_parties] for p in range(n_parties)}
             # default settings: each party's proposal threshold scales with its row count
-            model = HorizontalKMeans(k, id_column=id_column, random_state=0)
             started = time.perf_counter()
-            model.fit(parties)
+            result = horizontal_kmeans(parties, id_column=id_column, k=k, random_state=0)
             seconds = time.perf_counter() - started
             pooled = pd.concat(parties.values())
-            X = (pooled.drop(columns=[id_column]).to_numpy(dtype=float) - model.mean_) / model.scale_
-            labels = np.concatenate([model.labels_[p] for p in parties])
-            inertia = float(((X - model.cluster_centers_[labels]) ** 2).sum())
-            ari, gap, reference = _compare(X, model.init_centers_, labels, inertia, k)
-            rows.append([name, n_parties, len(X), X.shape[1], k, model.n_iter_, reference.n_iter_, round(ari, 4),
+            X = (pooled.drop(columns=[id_column]).to_numpy(dtype=float) - result.mean) / result.scale
+            labels = np.concatenate([result.labels[p] for p in parties])
+            inertia = float(((X - result.cluster_centers[labels]) ** 2).sum())
+            ari, gap, reference = _compare(X, result.init_centers, labels, inertia, k)
+            rows.append([name, n_parties, len(X), X.shape[1], k, result.n_iter, reference.n_iter_, round(ari, 4),
                          round(100 * gap, 5), bool(ari >= ARI_TARGET and gap <= INERTIA_TOLERANCE),
-                         model.summary_["seconds_per_iteration"], round(seconds, 2)])
+                         result.summary["seconds_per_iteration"], round(seconds, 2)])
     return rows
 
 
@@ -142,11 +144,10 @@ def scale(smoke, work):
     if smoke:
         bank = bank.sample(2000, random_state=0)
     brand, media = bank[["uid"] + BANK_BRAND], bank[["uid"] + BANK_MEDIA]
-    model = VerticalKMeans(4, id_column="uid", n_init=1, max_iter=3 if smoke else 5, random_state=0)
     started = time.perf_counter()
-    model.fit(brand, media)
-    return [[len(model.ids_), len(model.feature_names_), 4, model.n_iter_,
-             model.summary_["seconds_per_iteration"], round(time.perf_counter() - started, 1)]]
+    result = segment(brand, media, id_column="uid", k=4, n_init=1, max_iter=3 if smoke else 5, random_state=0)
+    return [[len(result.ids), len(result.feature_names), 4, result.n_iter,
+             result.summary["seconds_per_iteration"], round(time.perf_counter() - started, 1)]]
 
 
 def main():

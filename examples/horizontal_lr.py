@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fedscore.keys import init_keys
-from fedscore.scoring_horizontal import HorizontalLogisticRegression
+from fedscore import horizontal_lr, init_keys
 
 DATA = Path(__file__).resolve().parents[1] / "fedscore" / "data"
 BRANCHES = ("lisbon", "porto", "faro")
@@ -37,21 +36,21 @@ def main(out):
     if not keys.exists():
         init_keys(keys, len(files))  # in a deployment: run once, give each branch its own file
 
-    model = HorizontalLogisticRegression(rounds=5).fit(files, id_column="uid", label_column="y",
-                                                        out_dir=out / "run", key_dir=keys, overwrite=True)
-    for branch, history in model.history_.items():
+    model = horizontal_lr(files, id_column="uid", label_column="y", rounds=5, out=out / "run", key_dir=keys,
+                          overwrite=True)
+    for branch, history in model.history.items():
         aucs = ", ".join(f"{h['validation_auc']:.3f}" for h in history)
         print(f"{branch}: validation AUC by round {aucs}")
-    top = pd.Series(model.coef_, index=model.feature_names_).abs().sort_values(ascending=False).head(5)
-    print("largest coefficients:", ", ".join(f"{name} {model.coef_[model.feature_names_.index(name)]:+.2f}"
+    top = pd.Series(model.coef, index=model.feature_names).abs().sort_values(ascending=False).head(5)
+    print("largest coefficients:", ", ".join(f"{name} {model.coef[model.feature_names.index(name)]:+.2f}"
                                                 for name in top.index))
     scores = pd.read_csv(out / "run" / "lisbon" / "scores.csv")
     print(f"lisbon scored its {len(scores)} customers; highest: {scores['score'].max():.3f}")
 
-    private = HorizontalLogisticRegression(rounds=5, dp_epsilon=3.0).fit(
-        files, id_column="uid", label_column="y", out_dir=out / "run-dp", key_dir=keys, overwrite=True)
-    final = {b: h[-1]["validation_auc"] for b, h in private.history_.items()}
-    print(f"with DP (epsilon spent {private.epsilon_:.2f}): final validation AUC "
+    private = horizontal_lr(files, id_column="uid", label_column="y", rounds=5, dp_epsilon=3.0, out=out / "run-dp",
+                            key_dir=keys, overwrite=True)
+    final = {b: h[-1]["validation_auc"] for b, h in private.history.items()}
+    print(f"with DP (epsilon spent {private.epsilon:.2f}): final validation AUC "
           + ", ".join(f"{b} {a:.3f}" for b, a in final.items()))
     print(f"coordinator traffic and ledger: {out / 'run' / 'ledger.jsonl'}")
 

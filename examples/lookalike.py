@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from fedscore.lookalike import lookalike
+from fedscore import lookalike
 
 DATA = Path(__file__).resolve().parents[1] / "fedscore" / "data"
 

@@ -12,7 +12,7 @@ Run from the repository root:  python examples/propensity.py [OUT_DIR]
 import sys
 from pathlib import Path
 
-from fedscore.propensity import propensity
+from fedscore import propensity
 
 DATA = Path(__file__).resolve().parents[1] / "fedscore" / "data"
 
@@ -28,8 +28,8 @@ def main(out):
           f"lift at 10 % {validation['lift_at_10pct']:.2f}")
     print(f"{report['scored_users']} unlabelled clients ranked; the top 10 % (brand/top.csv):")
     print(result.top.head().to_string(index=False))
-    print("brand's own weights:", dict(zip(result.brand_model["feature_names"][:4],
-                                           [round(w, 3) for w in result.brand_model["coef"][:4]])), "...")
+    print("brand's own weights:", dict(zip(result.brand_model.encoder.feature_names_[:4],
+                                           [round(w, 3) for w in result.brand_model.coef[:4]])), "...")
 
 
 if __name__ == "__main__":

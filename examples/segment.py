@@ -17,18 +17,17 @@ import warnings
 import pandas as pd
 
 from fedscore.demo import demo_data_dir
-from fedscore.scoring_horizontal import PrivacyWarning
-from fedscore.segment import VerticalKMeans
-from fedscore.segment_horizontal import HorizontalKMeans
+from fedscore import horizontal_kmeans, segment
+from fedscore.protocols.horizontal import PrivacyWarning
 
 
 def vertical():
     data = demo_data_dir()
-    model = VerticalKMeans(3, id_column="uid", exclude=["y"], n_init=4, random_state=0)
-    model.fit(data / "bank_brand.csv", data / "bank_media.csv")
-    print(f"{len(model.ids_)} shared customers in 3 personas after {model.n_iter_} iterations "
-          f"(joint inertia {model.inertia_:.0f})")
-    profiles = model.profiles_["brand"].set_index("segment")
+    result = segment(data / "bank_brand.csv", data / "bank_media.csv", id_column="uid", k=3, exclude=["y"],
+                     n_init=4, random_state=0)
+    print(f"{len(result.ids)} shared customers in 3 personas after {result.n_iter} iterations "
+          f"(joint inertia {result.inertia:.0f})")
+    profiles = result.profiles["brand"].set_index("segment")
     columns = ["size", "released", "brand.age", "brand.balance", "brand.housing=yes", "media.campaign",
                "media.contact=cellular", "media.poutcome=success"]
     with pd.option_context("display.width", 200, "display.max_columns", None, "display.precision", 2):
@@ -42,12 +41,12 @@ def horizontal():
     branches = {name: numeric.iloc[i::3] for i, name in enumerate(("north", "centre", "south"))}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PrivacyWarning)
-        model = HorizontalKMeans(3, id_column="uid", random_state=0).fit(branches)
-    centroids = pd.DataFrame(model.cluster_centers_ * model.scale_ + model.mean_, columns=model.feature_names_)
-    print(f"\n3 branches, {sum(len(b) for b in branches.values())} customers, {model.n_iter_} iterations; "
+        result = horizontal_kmeans(branches, id_column="uid", k=3, random_state=0)
+    centroids = pd.DataFrame(result.cluster_centers * result.scale + result.mean, columns=result.feature_names)
+    print(f"\n3 branches, {sum(len(b) for b in branches.values())} customers, {result.n_iter} iterations; "
           "shared centroids (age, balance):")
     print(centroids.round(1))
-    for name, labels in model.labels_.items():
+    for name, labels in result.labels.items():
         print(f"  {name}: segment sizes {pd.Series(labels).value_counts().sort_index().tolist()}")
 
 

@@ -4,19 +4,23 @@ Share the value of the data, never the data: private ID matching, hidden-seed lo
 joint propensity scoring and persona segmentation over homomorphically encrypted
 aggregates, run by two Flower clients and a coordinator that holds no key.
 
-The public API mirrors the command line:
+The public API mirrors the command line, one function per command:
 
 ==========================================  =============================================
 ``fedscore psi``                            :func:`psi`
 ``fedscore lookalike``                      :func:`lookalike`
 ``fedscore propensity``                     :func:`propensity`
-``fedscore segment``                        :class:`VerticalKMeans`
-``fedscore horizontal kmeans``              :class:`HorizontalKMeans`
-``fedscore horizontal lr``                  :class:`HorizontalLogisticRegression`
+``fedscore segment``                        :func:`segment`
+``fedscore horizontal kmeans``              :func:`horizontal_kmeans`
+``fedscore horizontal lr``                  :func:`horizontal_lr`
+``fedscore score``                          :func:`score`
 ``fedscore keys init``                      :func:`init_keys`
 ``fedscore demo``                           :func:`run_demo`
 (report of any run folder)                  :func:`write_report`
 ==========================================  =============================================
+
+Each is imported on first use, so that ``import fedscore`` (and the parts of it a party's
+Flower process needs) stays quick.
 
 Examples
 --------
@@ -25,24 +29,34 @@ Examples
 >>> result.summary["intersection"]  # doctest: +SKIP
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import import_module
 
-try:
-    __version__ = version("fedscore")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+from ._version import __version__
 
-# Imported after __version__, which the runtime modules read. Three functions share their
-# module's name (psi, lookalike, propensity): binding them here, once, keeps the function.
-from .demo import run_demo  # noqa: E402
-from .keys import init_keys  # noqa: E402
-from .lookalike import lookalike  # noqa: E402
-from .propensity import propensity  # noqa: E402
-from .psi import psi  # noqa: E402
-from .report import write_report  # noqa: E402
-from .scoring_horizontal import HorizontalLogisticRegression  # noqa: E402
-from .segment import VerticalKMeans  # noqa: E402
-from .segment_horizontal import HorizontalKMeans  # noqa: E402
+_PUBLIC = {
+    "psi": "fedscore.api.psi",
+    "lookalike": "fedscore.api.lookalike",
+    "propensity": "fedscore.api.propensity",
+    "segment": "fedscore.api.segment",
+    "horizontal_kmeans": "fedscore.api.horizontal_kmeans",
+    "horizontal_lr": "fedscore.api.horizontal_lr",
+    "score": ("fedscore.kit.model", "score_file"),
+    "init_keys": "fedscore.keys",
+    "run_demo": "fedscore.demo",
+    "write_report": "fedscore.report",
+}
 
-__all__ = ["HorizontalKMeans", "HorizontalLogisticRegression", "VerticalKMeans", "init_keys", "lookalike",
-           "propensity", "psi", "run_demo", "write_report"]
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        module, attribute = _PUBLIC[name] if isinstance(_PUBLIC[name], tuple) else (_PUBLIC[name], name)
+        value = getattr(import_module(module), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fedscore' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -10,8 +10,9 @@ Bank Marketing data (see ``fedscore/data/README.md``). The demo runs, one after 
    customers still to score;
 4. **segment**: federated KMeans splits the shared customers into personas.
 
-Each phase is an ordinary job (:func:`fedscore.runtime.run_job`) with its own run folder;
-a phase whose protocol is not part of this installation is skipped and said so. At the
+Each phase is an ordinary job run as the library runs it (:func:`fedscore.api._run.run`:
+every party's input checked first, then the run, then each party's report), with its own
+run folder; a phase whose protocol is not part of this installation is skipped and said so. At the
 end one report per party is written, built only from what that party holds.
 
 Examples
@@ -34,12 +35,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .api import ENGINE, run
 from .errors import FedscoreError
 from .output import staged_output
-from .params import MIN_SEGMENT_SIZE
+from .params import DEMO_OUT, MIN_SEGMENT_SIZE
+from .protocols import JOBS, options_of
 from .report import persona_section, write_report
-from .runtime.jobs import JOBS
-from .runtime.runner import run_job
 
 DATA_FILES = {"brand": "bank_brand.csv", "media": "bank_media.csv", "seed": "bank_seed.csv"}
 """The shipped demo files, in the package's ``data`` folder."""
@@ -51,8 +52,6 @@ SMALL_SHARE = 0.5
 """Share of the people kept by ``--small`` (chosen by ``uid``, so the overlap keeps its shape):
 about 2,000 brand rows, 2,500 media rows and 166 seed customers, 123 of them in the media's
 audience: above the lookalike's minimum of 100."""
-
-DEFAULT_OUT = "fedscore-demo"
 
 PERSONAS = 3
 """Segments the demo asks for: three personas, each of which would get its own campaign."""
@@ -85,8 +84,8 @@ class Phase:
         The job name and the run folder's name.
     title : str
         What the progress bar says.
-    parties : callable
-        ``parties(data) -> {role: local config}``: each party's own files.
+    tables : callable
+        ``tables(data) -> {role: path}``: each party's own file.
     options : callable
         ``options(small) -> dict``: the job's public options.
     report : callable, optional
@@ -101,7 +100,7 @@ class Phase:
 
     name: str
     title: str
-    parties: object
+    tables: object
     options: object = lambda small: {}
     report: object = None
     headline: object = None
@@ -110,16 +109,16 @@ class Phase:
     @property
     def available(self):
         """Whether this installation has the phase's protocol."""
-        target = JOBS.get(self.name)
-        if target is None:
+        job = JOBS.get(self.name)
+        if job is None:
             return False
         with contextlib.suppress(ImportError, ValueError):
-            return importlib.util.find_spec(target.split(":")[0]) is not None
+            return importlib.util.find_spec(job.coordinator.split(":")[0]) is not None
         return False
 
 
 def _both_tables(data):
-    return {"brand": {"data": str(data.brand)}, "media": {"data": str(data.media)}}
+    return {"brand": data.brand, "media": data.media}
 
 
 def _read_csv(path):
@@ -233,15 +232,15 @@ def _brand_alone(data):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from .data import FeatureEncoder, parse_labels, read_table
+    from .kit.encoder import FeatureEncoder
+    from .kit.table import PartyTable
     from .metrics import auc, ks, lift_at
 
-    table = read_table(data.brand, columns=[ID_COLUMN, LABEL_COLUMN])
-    labels = parse_labels(table, LABEL_COLUMN, data.brand)
-    known = ~np.isnan(labels)
-    frame = table[known].reset_index(drop=True)
+    table = PartyTable.read(data.brand, required=[ID_COLUMN, LABEL_COLUMN], text_columns=[ID_COLUMN, LABEL_COLUMN])
+    labels = table.labels(LABEL_COLUMN)
+    known = np.flatnonzero(~np.isnan(labels))
     features = FeatureEncoder(data.brand).fit_transform(
-        frame, [c for c in frame.columns if c not in (ID_COLUMN, LABEL_COLUMN)])
+        table, table.feature_columns(exclude=(ID_COLUMN, LABEL_COLUMN)), rows=known)
     y = labels[known]
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
     score = cross_val_predict(LogisticRegression(max_iter=1000), features, y, cv=folds, method="decision_function")
@@ -301,7 +300,7 @@ PHASES = (
     Phase(
         name="psi",
         title="Private ID matching",
-        parties=_both_tables,
+        tables=_both_tables,
         options=lambda small: {"id_column": ID_COLUMN},
         report=_psi_report,
         headline=_psi_headline,
@@ -315,7 +314,7 @@ PHASES = (
     Phase(
         name="lookalike",
         title="Hidden-seed lookalike",
-        parties=lambda data: {"brand": {"data": str(data.seed)}, "media": {"data": str(data.media)}},
+        tables=lambda data: {"brand": data.seed, "media": data.media},
         options=lambda small: {"id_column": ID_COLUMN, "audience_sizes": LOOKALIKE_AUDIENCES, "random_state": 0},
         report=_lookalike_report,
         headline=_lookalike_headline,
@@ -333,7 +332,7 @@ PHASES = (
     Phase(
         name="propensity",
         title="Joint propensity",
-        parties=_both_tables,
+        tables=_both_tables,
         options=lambda small: {"id_column": ID_COLUMN, "label_column": LABEL_COLUMN, "top": "10%", "random_state": 0,
                                **({"epochs": 8} if small else {})},
         report=_propensity_report,
@@ -352,7 +351,7 @@ PHASES = (
     Phase(
         name="segment",
         title="Persona segmentation",
-        parties=_both_tables,
+        tables=_both_tables,
         options=lambda small: {"id_column": ID_COLUMN, "exclude": [LABEL_COLUMN], "k": PERSONAS,
                                "random_state": 0, "n_init": 2 if small else 4, "max_iter": 20 if small else 40},
         report=_segment_report,
@@ -362,10 +361,10 @@ PHASES = (
                       f"{MIN_SEGMENT_SIZE} people the average of each media column; no media value of any person."],
             "media": ["the persona of each user both know (after every iteration), and per persona of at least "
                       f"{MIN_SEGMENT_SIZE} people the average of each brand column; no brand value of any person."],
-            "coordinator": ["sizes, the sum of each party's feature variances, the final clustering error and, per "
-                            "round, two numbers from each party (how far its part of the centroids moved, its part "
-                            "of the clustering error); every distance, assignment and profile it relayed was "
-                            "encrypted or sealed."],
+            "coordinator": ["sizes (shared users, features per party, segments released), the initial rows' "
+                            "positions, how many restarts still run each round and whether the kept one "
+                            "converged; every distance, assignment, inertia and profile it relayed was encrypted or "
+                            "sealed."],
         },
     ),
 )
@@ -402,7 +401,7 @@ def _table_facts(data):
     }
 
 
-def run_demo(out_dir=DEFAULT_OUT, *, engine="simulation", small=False, overwrite=False, phases=None, options=None,
+def run_demo(out_dir=DEMO_OUT, *, engine=ENGINE, small=False, overwrite=False, phases=None, options=None,
              progress=None):
     """Run the demo story and write its run folders and reports into ``out_dir``.
 
@@ -412,7 +411,7 @@ def run_demo(out_dir=DEFAULT_OUT, *, engine="simulation", small=False, overwrite
         Receives ``data/`` (the inputs used), one run folder per phase, ``report/``
         (``brand.html``, ``media.html`` and their PNG charts) and ``summary.json``.
         Written all at once, or not at all.
-    engine : {"simulation", "local", "deployment"}
+    engine : {"local", "simulation", "deployment"}
     small : bool
         Run on about half of the people, with lighter settings (for tests and slow machines).
     overwrite : bool
@@ -449,11 +448,13 @@ def run_demo(out_dir=DEFAULT_OUT, *, engine="simulation", small=False, overwrite
                 continue
             notify("start", phase, None)
             started = time.perf_counter()
-            job_options = {**phase.options(small), **(options or {}).get(phase.name, {})}
-            parties = phase.parties(data)
-            if job_options.get("paillier_key_bits"):  # asked for by whoever runs both parties here
-                parties = {role: {**config, "allow_weak_keys": True} for role, config in parties.items()}
-            summary = run_job(phase.name, job_options, parties, staging / phase.name, engine=engine)
+            job_options = options_of(phase.name).from_dict({**phase.options(small),
+                                                            **(options or {}).get(phase.name, {})})
+            tables = phase.tables(data)
+            # Asked for by whoever runs both parties here: both consent to a weak test key.
+            consent = {"allow_weak_keys": True} if getattr(job_options, "paillier_key_bits", None) else {}
+            summary = run(phase.name, tables, job_options, out=staging / phase.name, engine=engine,
+                          settings={role: consent for role in tables})
             seconds = time.perf_counter() - started
             runs[phase.name] = staging / phase.name
             results[phase.name] = {"title": phase.title, "seconds": round(seconds, 2), "summary": summary,
@@ -469,7 +470,7 @@ def run_demo(out_dir=DEFAULT_OUT, *, engine="simulation", small=False, overwrite
     return {"phases": results, "reports": reports, "out": out_dir}
 
 
-def write_demo_reports(out_dir, *, engine="simulation", small=False):
+def write_demo_reports(out_dir, *, engine=ENGINE, small=False):
     """Write ``report/brand.html`` and ``report/media.html`` from a demo folder's run folders.
 
     Each party's report reads the runs' shared files, that party's own output folders and

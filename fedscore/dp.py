@@ -21,24 +21,8 @@ import math
 import numpy as np
 
 from .errors import InputError
-from .he._random import gaussian
-
-DEFAULT_DELTA = 1e-6
-"""Target delta: well below ``1 / rows`` for every table fedscore is meant for (up to about
-10^5 rows per party), the usual requirement for (epsilon, delta)-DP to be meaningful
-(Dwork & Roth, *The Algorithmic Foundations of Differential Privacy*, 2014, section 2.3)."""
-
-DEFAULT_CLIP_NORM = 1.0
-"""Per-row gradient clipping norm ``C``. On standardised features a logistic-loss row
-gradient ``(p - y) x`` has norm about ``|p - y| sqrt(d)``; clipping at 1 keeps its
-direction and bounds the sensitivity (Abadi et al., CCS 2016, section 3.1)."""
-
-LABEL_DP_CLIP_NORM = 3.0
-"""Label DP in the vertical protocols (lookalike, propensity): each party clips its
-standardised feature rows to this L2 norm, so that changing one user's label moves the
-label aggregate ``Xᵀy`` by at most this much per party's block (plus 1 for an intercept).
-Clipping scales a row down and keeps its direction; the model's quality with and
-without it is measured in ``benchmarks/bench_attacks.py``."""
+from .he.random import gaussian
+from .params import DP_DELTA
 
 REPLACE_ONE_SENSITIVITY = 2.0
 """L2 sensitivity of a sum of clipped rows, in units of ``C``, when one row is replaced."""
@@ -64,7 +48,7 @@ def _event(noise_multiplier, releases):
     return dp_event.SelfComposedDpEvent(dp_event.GaussianDpEvent(float(noise_multiplier)), int(releases))
 
 
-def epsilon_spent(noise_multiplier, releases, delta=DEFAULT_DELTA):
+def epsilon_spent(noise_multiplier, releases, delta=DP_DELTA):
     """Return the epsilon of ``releases`` Gaussian releases with noise multiplier ``z``.
 
     Parameters
@@ -87,7 +71,7 @@ def epsilon_spent(noise_multiplier, releases, delta=DEFAULT_DELTA):
     return float(accountant.get_epsilon(delta))
 
 
-def noise_multiplier(epsilon, releases, delta=DEFAULT_DELTA):
+def noise_multiplier(epsilon, releases, delta=DP_DELTA):
     """Return the smallest noise multiplier whose ``releases`` compositions spend ``epsilon``.
 
     Parameters

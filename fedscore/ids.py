@@ -33,9 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-
-ID_KINDS = ("auto", "email", "phone", "hashed", "text")
-"""Accepted values of ``kind``: ``auto`` decides per value, the others force one rule."""
+from .params import ID_KINDS
 
 HASHED_HEX_LENGTHS = (32, 40, 64)
 """Hex digest lengths recognised as already-hashed IDs: MD5, SHA-1, SHA-256."""

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import InputError
+from .kit.options import argument
 
 
 @contextlib.contextmanager
@@ -24,7 +25,8 @@ def staged_output(out_dir, overwrite=False):
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
-        raise InputError("output folder already exists (use --overwrite to replace it)", path=out_dir)
+        raise InputError(f"output folder already exists (use {argument('overwrite', True)} to replace it)",
+                         path=out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     try:

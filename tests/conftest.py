@@ -7,10 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from fedscore.he.ckks import CKKSContext
+from fedscore.he import CKKSContext
+from fedscore.protocols import ANY_PARTY, STEPS
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SMOKE_TIMEOUT_SECONDS = 600
+
+
+def pytest_collection_modifyitems(items):
+    """A benchmark's smoke run is an integration test: ``-m "not integration"`` leaves it out."""
+    for item in items:
+        if "smoke_benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture
@@ -46,3 +54,11 @@ def decryptions(monkeypatch):
     monkeypatch.setattr(CKKSContext, "decrypt", decrypt)
     monkeypatch.setattr(CKKSContext, "decrypt_release", decrypt_release)
     return calls
+
+
+@pytest.fixture
+def register_step(monkeypatch):
+    """Add a test-only step to the table of steps, for this test: ``register_step(name, function)``."""
+    def register(name, function):
+        monkeypatch.setitem(STEPS, name, {ANY_PARTY: function})
+    return register

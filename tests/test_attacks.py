@@ -59,6 +59,7 @@ def test_direction_attack_beats_chance_and_strong_label_dp_stops_it(tmp_path):
     assert advantage < 0.4 * (leaked - 0.5), (leaked, noised)
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not (SHARED_DATA / "public").is_dir(), reason="shared data not available")
 def test_benchmark_smoke(smoke_benchmark):
     result = smoke_benchmark("attacks")

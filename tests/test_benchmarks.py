@@ -48,6 +48,7 @@ def results_dir(tmp_path):
     return folder
 
 
+@pytest.mark.integration
 def test_growth_smoke_writes_tables_and_chart(tmp_path, smoke_benchmark):
     growth = smoke_benchmark("growth")
     assert growth["smoke"] is True
@@ -127,6 +128,7 @@ def test_growth_skips_row_counts_projected_over_budget(monkeypatch):
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not (SHARED_DATA / "fate").is_dir(), reason="shared data not available")
 def test_quality_smoke_covers_every_capability_on_every_data_set(smoke_benchmark):
     quality = smoke_benchmark("quality")

@@ -11,19 +11,24 @@ from fedscore.cli import main
 from fedscore.demo import demo_data_dir
 from fedscore.errors import InputError, PartyError, ProtocolError
 from fedscore.ledger import Ledger, read_ledger
-from fedscore.runtime import Coordinator, LocalTransport, party_step
 from fedscore.runtime import checkpoint
+from fedscore.runtime.coordinator import Coordinator
+from fedscore.runtime.local import LocalTransport
 from fedscore.runtime.runner import run_job
 from fedscore.wire import Message, control, masked, size
 
 
-@party_step("tests.checkpoint.count")
 def _count(party, message):
     """Count the rounds this party answered; answer with a fresh random token (a new release)."""
     party.state["n"] = party.state.get("n", 0) + 1
     if party.config.get("fail_at") == party.state["n"]:
         raise InputError("cannot read the next chunk", path="media.csv")
     return Message(n=size(party.state["n"]), token=masked(secrets.token_hex(8)))
+
+
+@pytest.fixture(autouse=True)
+def _steps(register_step):
+    register_step("tests.checkpoint.count", _count)
 
 
 class CountingTransport(LocalTransport):
@@ -90,8 +95,23 @@ def test_party_snapshots_are_owner_only(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
+def test_bad_input_fails_before_the_run_and_leaves_no_checkpoint(tmp_path):
+    """Every party's input is checked before anything is exchanged: no --resume advice, no keys left behind."""
+    data = demo_data_dir()
+    broken = pd.read_csv(data / "bank_media.csv", dtype=str)
+    broken.loc[10, "campaign"] = "n/a"
+    media_path = tmp_path / "media.csv"
+    broken.to_csv(media_path, index=False)
+    out = tmp_path / "out"
+    failed = CliRunner().invoke(main, ["lookalike", "--seed", str(data / "bank_seed.csv"), "--media", str(media_path),
+                                       "--id-column", "uid", "--out", str(out)])
+    assert failed.exit_code == 1 and failed.output.count("\n") == 1
+    assert "column 'campaign', row 12" in failed.output and "--resume" not in failed.output
+    assert not out.exists() and not (tmp_path / "out.checkpoint").exists()
+
+
 def test_lookalike_resumes_after_the_media_fixes_its_file(tmp_path):
-    """PSI completes, then the media's feature file fails to load; fixed, the command goes on with --resume."""
+    """PSI completes, then the media's feature file fails to load mid-run; fixed, the run goes on with resume."""
     data = demo_data_dir()
     media = pd.read_csv(data / "bank_media.csv", dtype=str)
     broken = media.copy()
@@ -99,18 +119,17 @@ def test_lookalike_resumes_after_the_media_fixes_its_file(tmp_path):
     media_path = tmp_path / "media.csv"
     broken.to_csv(media_path, index=False)
     out = tmp_path / "out"
-    command = ["lookalike", "--seed", str(data / "bank_seed.csv"), "--media", str(media_path), "--id-column", "uid",
-               "--out", str(out), "--audience-size", "1%,5%", "--engine", "local"]
-    failed = CliRunner().invoke(main, command)
-    assert failed.exit_code == 1 and failed.output.count("\n") == 1
-    assert "column 'campaign', row 12" in failed.output and "--resume" in failed.output
+    parties = {"brand": {"data": str(data / "bank_seed.csv")}, "media": {"data": str(media_path)}}
+    options = {"id_column": "uid", "audience_sizes": ["1%", "5%"]}
+    # run_job itself checks no input: a party of a deployment meets a bad file in its load step
+    with pytest.raises(PartyError, match="column 'campaign', row 12.*--resume"):
+        run_job("lookalike", options, parties, out)
     assert not out.exists() and (tmp_path / "out.checkpoint").is_dir()
 
     media.to_csv(media_path, index=False)  # the media fixes its file
-    other = CliRunner().invoke(main, [*command[:-4], "--audience-size", "1%", "--engine", "local", "--resume"])
-    assert other.exit_code == 1 and "checkpoint is of another run" in other.output
-    resumed = CliRunner().invoke(main, [*command, "--resume"])
-    assert resumed.exit_code == 0, resumed.output
+    with pytest.raises(InputError, match="checkpoint is of another run"):
+        run_job("lookalike", {**options, "audience_sizes": ["1%"]}, parties, out, resume=True)
+    run_job("lookalike", options, parties, out, resume=True)
     assert (out / "media" / "scores.csv").is_file() and not (tmp_path / "out.checkpoint").exists()
     steps = [e["step"] for e in read_ledger(out / "ledger.jsonl")]
     assert steps.count("psi.blind_own") == 4  # PSI ran once: both requests and replies, not again

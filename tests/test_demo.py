@@ -72,13 +72,14 @@ def test_demo_end_to_end_in_process(tmp_path):
 
 
 @needs_a_protocol
+@pytest.mark.integration
 def test_demo_command_in_simulation_refuses_to_overwrite(tmp_path):
     from fedscore.cli import main
 
     out = tmp_path / "demo"
     runner = CliRunner()
     first = AVAILABLE[0]
-    result = runner.invoke(main, ["demo", "--out", str(out), "--small", "--phase", first])
+    result = runner.invoke(main, ["demo", "--out", str(out), "--small", "--phase", first, "--engine", "simulation"])
     assert result.exit_code == 0, result.output
     assert "brand report" in result.output and first in json.loads((out / "summary.json").read_text())["phases"]
     assert json.loads((out / "summary.json").read_text())["engine"] == "simulation"

@@ -15,6 +15,8 @@ from fedscore.ledger import read_ledger
 from fedscore.runtime.deployment import app_manifest, flower_executables
 from fedscore.runtime.runner import run_job
 
+pytestmark = pytest.mark.integration  # every test here goes through Flower
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -55,7 +57,7 @@ def test_ping_over_a_real_superlink_with_tls_and_node_authentication(tmp_path, d
     assert summary["versions"] == {"brand": __version__, "media": __version__}
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == summary
     entries = read_ledger(tmp_path / "out" / "ledger.jsonl")
-    assert [e["step"] for e in entries].count("runtime.diagnostic.echo") == 4
+    assert [e["step"] for e in entries].count("ping.echo") == 4
     assert list(deployments.iterdir()) == []
     assert _processes_using(deployments) == []
 

@@ -96,17 +96,3 @@ def test_a_well_sealed_envelope_of_garbage_is_refused_not_crashed_on(contexts, d
         context.load_vector(forged_vector)
     with pytest.raises(CryptoError):
         load_context(forged_context)
-
-
-@FUZZ
-@given(st.binary(min_size=1, max_size=300), st.sampled_from(["t.parquet", "t.csv"]))
-def test_a_corrupted_table_file_is_an_input_error(tmp_path_factory, data, name):
-    from fedscore.data import read_table
-    from fedscore.errors import InputError
-
-    path = tmp_path_factory.mktemp("fuzz") / name
-    path.write_bytes(b"PAR1" + data + b"PAR1" if name.endswith(".parquet") else data)
-    try:
-        read_table(path, columns=["id"])
-    except InputError:
-        pass

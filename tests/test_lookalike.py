@@ -1,4 +1,4 @@
-"""Hidden-seed lookalike: the whole flow (local and Flower simulation), ledger, bad input."""
+"""Hidden-seed lookalike: the whole flow (local and Flower simulation), ledger, model file, bad input."""
 
 import json
 import os
@@ -9,11 +9,15 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from fedscore import params
+from fedscore.api.lookalike import lookalike
 from fedscore.audit import audit_ledger, read_transcript
 from fedscore.cli import main
 from fedscore.errors import FedscoreError, InputError
+from fedscore.kit.model import ModelFile, score_file
 from fedscore.ledger import COORDINATOR, read_ledger
-from fedscore.lookalike import lookalike, parse_audience_sizes
+from fedscore.protocols.lookalike.bounds import DP_CLIP_NORM
+from fedscore.protocols.lookalike.options import LookalikeOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "protocols" / "lookalike.md"
@@ -66,7 +70,10 @@ def test_local_ckks_end_to_end(tmp_path, decryptions):
     for audience in result.audiences.values():
         assert not set(audience["uid"]) & seed_ids  # seed excluded
         assert audience["score"].is_monotonic_decreasing
-    assert set(result.model) >= {"coef", "intercept", "feature_names", "encoder"}
+    model = result.model
+    assert model.kind == "lookalike" and model.party == "media"
+    assert len(model.coef) == len(model.encoder.feature_names_) and np.isfinite(model.intercept)
+    assert model.clip_norm is None and model.training["l2"] == report["chosen_l2"]
     brand_files = {p.name for p in (out / "brand").iterdir()}
     assert "report.json" in brand_files and all(name.startswith("report") for name in brand_files)  # aggregates only
     check_ledger(out)
@@ -142,11 +149,8 @@ def worker_decryptions(tmp_path, monkeypatch):
     return lambda: log.read_text(encoding="utf-8").split() if log.exists() else []
 
 
-@pytest.mark.parametrize("backend", ["ckks", "paillier"])
-def test_flower_simulation(tmp_path, backend, worker_decryptions):
-    seed, media = tables(rows=240, seed_size=40, random_state=2)
-    result = lookalike(seed, media, id_column="uid", out=tmp_path / "run", backend=backend, min_seed=30,
-                       paillier_key_bits=1024, engine="simulation", audience_sizes="10%,30", random_state=3)
+def check_small_run(tmp_path, seed, result):
+    """The 240-row run of :func:`tables` (``random_state=2``): audiences without seed members, as ranked."""
     assert result.report["holdout"]["auc"] > 0.6
     assert len(result.scores) == 240
     seed_ids = {s.lower() for s in seed["uid"]}
@@ -157,11 +161,25 @@ def test_flower_simulation(tmp_path, backend, worker_decryptions):
     assert list(result.audiences["30"]["uid"]) == [u for u in ranked if u not in seed_ids][:30]
     entries = check_ledger(tmp_path / "run")
     assert "lookalike.release_flags" in {e["step"] for e in entries}
+
+
+@pytest.mark.integration
+def test_flower_simulation(tmp_path, worker_decryptions):
+    seed, media = tables(rows=240, seed_size=40, random_state=2)
+    result = lookalike(seed, media, id_column="uid", out=tmp_path / "run", backend="ckks", min_seed=30,
+                       engine="simulation", audience_sizes="10%,30", random_state=3)
+    check_small_run(tmp_path, seed, result)
     decryptions = worker_decryptions()
-    if backend == "ckks":
-        assert decryptions and set(decryptions) == {"flooded"}  # every CKKS decryption was a flooded release
-    else:
-        assert decryptions == []
+    assert decryptions and set(decryptions) == {"flooded"}  # every CKKS decryption was a flooded release
+
+
+def test_paillier(tmp_path, decryptions):
+    """The same run with Paillier (on the local engine: the Flower transport is tested above)."""
+    seed, media = tables(rows=240, seed_size=40, random_state=2)
+    result = lookalike(seed, media, id_column="uid", out=tmp_path / "run", backend="paillier", min_seed=30,
+                       paillier_key_bits=1024, audience_sizes="10%,30", random_state=3)
+    check_small_run(tmp_path, seed, result)
+    assert decryptions == []
 
 
 def test_label_dp_reports_epsilon(tmp_path):
@@ -172,6 +190,7 @@ def test_label_dp_reports_epsilon(tmp_path):
     assert dp_report["epsilon"] == 4.0 and dp_report["noise_std"] > 0
     assert result.summary["label_dp"]["epsilon"] == 4.0
     assert [m["l2"] for m in result.report["model_selection"]] == [1e-4]
+    assert result.model.clip_norm == DP_CLIP_NORM  # the model file clips as training did
 
 
 def test_refuses_small_seed_before_sending_anything(tmp_path):
@@ -190,15 +209,62 @@ def test_refuses_too_few_matches(tmp_path):
 
 def test_refuses_dp_with_seed_exclusion(tmp_path):
     seed, media = tables()
-    with pytest.raises(InputError, match="include-seed"):
+    with pytest.raises(InputError, match="exclude_seed=False"):
         lookalike(seed, media, id_column="uid", out=tmp_path / "run", min_seed=50, label_dp_epsilon=1.0)
+    assert not (tmp_path / "run").exists()
 
 
 def test_audience_sizes():
-    assert parse_audience_sizes("1%, 5%,2000") == [("1pct", 0.01), ("5pct", 0.05), ("2000", 2000)]
+    def sizes(text):
+        return [(s.label, s.fraction if s.fraction is not None else s.count)
+                for s in LookalikeOptions.from_dict({"id_column": "uid", "audience_sizes": text}).sizes]
+
+    assert sizes("1%, 5%,2000") == [("1pct", 0.01), ("5pct", 0.05), ("2000", 2000)]
     for bad in ("0%", "150%", "-3", "ten"):
         with pytest.raises(InputError):
-            parse_audience_sizes(bad)
+            sizes(bad)
+
+
+def test_options():
+    """One schema: defaults, the rules between options, the label-DP defaults."""
+    options = LookalikeOptions.from_dict({"id_column": "uid"})
+    assert options.candidates == (1e-4, 1e-3, 1e-2) and options.exclude_seed and options.min_seed == 100
+    dp_options = options.replace(exclude_seed=False, label_dp_epsilon=2.0)
+    assert dp_options.candidates == (1e-4,)  # one candidate: the choice among several is label-dependent
+    assert params.DP_DELTA == options.label_dp_delta
+    for bad, message in (({}, "id_column= is required"), ({"min_seed": 0}, "min_seed= must be at least 1"),
+                         ({"holdout_fraction": 1.0}, "holdout_fraction= must be less than 1"),
+                         ({"l2_candidates": "-1"}, "l2_candidates= must be at least 0"),
+                         ({"l2_candidates": ""}, "at least one"),
+                         ({"exclude_seed": False, "label_dp_epsilon": 0}, "label_dp_epsilon= must be greater than 0"),
+                         ({"exclude_seed": False, "label_dp_epsilon": "inf"}, "finite"),
+                         ({"backend": "rsa"}, "backend= must be one of ckks, paillier"),
+                         ({"top": "5%"}, "unknown lookalike option")):
+        with pytest.raises(InputError, match=message):
+            LookalikeOptions.from_dict({"id_column": "uid", **bad} if bad else {})
+
+
+@pytest.mark.parametrize("epsilon", [None, 4.0])
+def test_model_file_scores_equal_the_runs_scores(tmp_path, epsilon):
+    """``fedscore score`` with DIR/media/model.json over the media's table gives DIR/media/scores.csv exactly.
+
+    With label DP the media trains on clipped rows; the model file records the clipping
+    norm, so scoring it clips alike (it once wrote no norm and scored up to 0.17 apart).
+    """
+    seed, media = tables()
+    media_path = tmp_path / "media.csv"
+    media.to_csv(media_path, index=False)
+    run = tmp_path / "run"
+    lookalike(seed, media_path, id_column="uid", out=run, min_seed=50, random_state=0,
+              exclude_seed=epsilon is None, label_dp_epsilon=epsilon)
+    model = ModelFile.load(run / "media" / "model.json")
+    assert model.clip_norm == (None if epsilon is None else DP_CLIP_NORM)
+    score_file(run / "media" / "model.json", media_path, id_column="uid", out=tmp_path / "scores.csv",
+               chunk_rows=64)
+    ours = pd.read_csv(tmp_path / "scores.csv", dtype={"uid": str})
+    theirs = pd.read_csv(run / "media" / "scores.csv", dtype={"uid": str})
+    assert ours["uid"].tolist() == theirs["uid"].tolist()
+    np.testing.assert_allclose(ours["score"], theirs["score"], rtol=0, atol=1e-12)
 
 
 def test_missing_id_column(tmp_path):
@@ -207,6 +273,7 @@ def test_missing_id_column(tmp_path):
         lookalike(seed.rename(columns={"uid": "email"}), media, id_column="uid", out=tmp_path / "run")
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not (SHARED_DATA / "public").is_dir(), reason="shared data not available")
 def test_benchmark_smoke(smoke_benchmark):
     assert smoke_benchmark("lookalike")["smoke"] is True
@@ -246,4 +313,15 @@ def test_cli_refuses_a_small_matched_seed(tmp_path):
         "lookalike", "--seed", str(tmp_path / "seed.csv"), "--media", str(tmp_path / "media.csv"),
         "--id-column", "uid", "--out", str(tmp_path / "out"), "--min-seed", "121", "--engine", "local"])
     assert result.exit_code == 1 and "fewer IDs than the minimum" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_label_dp_with_seed_exclusion(tmp_path):
+    seed, media = tables()
+    seed.to_csv(tmp_path / "seed.csv", index=False)
+    media.to_csv(tmp_path / "media.csv", index=False)
+    result = CliRunner().invoke(main, [
+        "lookalike", "--seed", str(tmp_path / "seed.csv"), "--media", str(tmp_path / "media.csv"),
+        "--id-column", "uid", "--out", str(tmp_path / "out"), "--label-dp-epsilon", "1"])
+    assert result.exit_code == 1 and "use --include-seed with --label-dp-epsilon" in result.output
     assert not (tmp_path / "out").exists()

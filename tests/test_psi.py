@@ -1,4 +1,3 @@
-import importlib
 import json
 import os
 from pathlib import Path
@@ -9,16 +8,19 @@ import pytest
 from click.testing import CliRunner
 
 import fedscore
+from fedscore import parallel
 from fedscore.audit import audit_ledger, read_transcript
-from fedscore.channel import PeerChannel, new_keypair
 from fedscore.cli import main
-from fedscore.errors import CryptoError, InputError, PartyError, ProtocolError
+from fedscore.errors import InputError, PartyError, ProtocolError
 from fedscore.ids import normalise
 from fedscore.ledger import COORDINATOR, Ledger, read_ledger
-from fedscore.runtime import Coordinator, LocalTransport
+from fedscore.protocols.psi import group
+from fedscore.protocols.psi.coordinator import intersect
+from fedscore.protocols.psi.options import MODES, PSIOptions
+from fedscore.protocols.psi.party import BrandFlags, MediaOrder
+from fedscore.runtime.coordinator import Coordinator
+from fedscore.runtime.local import LocalTransport
 from fedscore.runtime.runner import run_job
-
-psi = importlib.import_module("fedscore.psi")  # the module; fedscore.psi is the API function
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "protocols" / "psi.md"
@@ -49,7 +51,7 @@ def run_local(tmp_path, brand_ids, media_ids, **options):
                "media": {"data": str(write_ids(tmp_path / "media.csv", media_ids)), "out": str(tmp_path)}}
     transport = RecordingTransport(configs)
     ledger = Ledger()
-    summary = psi.intersect(Coordinator(transport, ledger), **options)
+    summary = intersect(Coordinator(transport, ledger), PSIOptions.from_dict(options))
     return summary, transport, ledger.entries
 
 
@@ -64,12 +66,13 @@ def test_both_mode_finds_a_partial_overlap_in_one_shared_order(tmp_path):
     assert summary["intersection"] == 100
     assert summary["brand"] == {"rows": 300, "unique": 300, "empty": 0, "duplicates": 0}
     b, m = state(transport, "brand")["psi"], state(transport, "media")["psi"]
-    assert list(b["ids"]) == list(m["ids"])  # the same IDs, row by row
-    assert set(b["ids"]) == {f"user{i}@example.com" for i in range(200, 300)}
-    assert [brand[r] for r in b["rows"]] == list(b["ids"])
-    assert [media[r] for r in m["rows"]] == list(m["ids"])
-    assert (b["size"], b["peer_size"], m["size"], m["peer_size"]) == (300, 400, 400, 300)
-    assert "_psi" not in state(transport, "brand") and "_psi" not in state(transport, "media")
+    assert list(b.ids) == list(m.ids)  # the same IDs, row by row
+    assert set(b.ids) == {f"user{i}@example.com" for i in range(200, 300)}
+    assert [brand[r] for r in b.rows] == list(b.ids)
+    assert [media[r] for r in m.rows] == list(m.ids)
+    assert (b.size, b.peer_size, m.size, m.peer_size) == (300, 400, 400, 300)
+    # the secret scalars went with the scratch state
+    assert "psi.blinding" not in state(transport, "brand") and "psi.blinding" not in state(transport, "media")
 
 
 def test_duplicates_empty_ids_and_normalisation(tmp_path):
@@ -82,17 +85,17 @@ def test_duplicates_empty_ids_and_normalisation(tmp_path):
     assert summary["media"] == {"rows": 7, "unique": 5, "empty": 1, "duplicates": 1}
     assert summary["intersection"] == 3  # "CUST-1" and "cust-1" are other text: case matters
     b, m = state(transport, "brand")["psi"], state(transport, "media")["psi"]
-    assert list(normalise(b["ids"])[0]) == list(normalise(m["ids"])[0])
-    assert set(b["ids"]) == {"Ana@Mail.com", "+1 (555) 010-9999", "5F4DCC3B5AA765D61D8327DEB882CF99"}
-    assert sorted(b["rows"]) == [0, 3, 4]  # the first row of a duplicated ID
-    assert sorted(m["rows"]) == [0, 1, 2]
+    assert list(normalise(b.ids)[0]) == list(normalise(m.ids)[0])
+    assert set(b.ids) == {"Ana@Mail.com", "+1 (555) 010-9999", "5F4DCC3B5AA765D61D8327DEB882CF99"}
+    assert sorted(b.rows) == [0, 3, 4]  # the first row of a duplicated ID
+    assert sorted(m.rows) == [0, 1, 2]
 
 
 def test_empty_intersection(tmp_path):
     summary, transport, _ = run_local(tmp_path, ["a@x.com", "b@x.com"], ["c@x.com"])
     assert summary["intersection"] == 0
     for role in ("brand", "media"):
-        assert len(state(transport, role)["psi"]["ids"]) == 0
+        assert len(state(transport, role)["psi"].ids) == 0
 
 
 def test_labelled_mode_gives_the_brand_flags_in_the_media_row_order(tmp_path):
@@ -101,12 +104,13 @@ def test_labelled_mode_gives_the_brand_flags_in_the_media_row_order(tmp_path):
     summary, transport, entries = run_local(tmp_path, brand, media, mode="labelled")
     assert "intersection" not in summary
     b, m = state(transport, "brand")["psi"], state(transport, "media")["psi"]
+    assert isinstance(b, BrandFlags) and isinstance(m, MediaOrder)  # the media holds no flag
     # media PSI order: its distinct non-empty IDs in order of first appearance
-    assert list(m["rows"]) == [0, 1, 2, 4, 5]
-    assert list(b["flags"]) == [False, True, False, True, False]
-    assert list(b["brand_rows"]) == [-1, 3, -1, 0, -1]  # "b2" is other text than "B2"
-    assert (b["matched"], b["size"], b["peer_size"]) == (2, 4, 5)
-    assert set(m) == {"mode", "rows", "size", "peer_size"} and m["peer_size"] == 4
+    assert list(m.rows) == [0, 1, 2, 4, 5]
+    assert list(b.flags) == [False, True, False, True, False]
+    assert list(b.brand_rows) == [-1, 3, -1, 0, -1]  # "b2" is other text than "B2"
+    assert (b.matched, b.size, b.peer_size) == (2, 4, 5)
+    assert m.peer_size == 4
     # the media gets no double-blinded value of its own IDs and no count: nothing after psi.blind_peer
     to_media = [e for e in entries if e["receiver"] == "media"]
     assert [e["step"] for e in to_media] == ["psi.blind_own", "psi.blind_peer"]
@@ -117,7 +121,7 @@ def test_labelled_mode_gives_the_brand_flags_in_the_media_row_order(tmp_path):
 def test_nothing_that_crosses_a_party_boundary_holds_an_id(tmp_path):
     brand = [f"Person{i}@Example.com" for i in range(50)] + ["+44 20 7946 0958"]
     media = [f"person{i}@example.com" for i in range(25, 80)] + ["442079460958"]
-    for mode in psi.MODES:
+    for mode in MODES:
         _, transport, entries = run_local(tmp_path, brand, media, mode=mode)
         crossed, ledger = b"".join(transport.crossed), json.dumps(entries)
         for value in {*brand, *media, *normalise(brand)[0], *normalise(media)[0]}:
@@ -153,7 +157,7 @@ def test_minimum_intersection_stops_the_run(tmp_path):
 
 
 def test_unknown_mode_is_refused(tmp_path):
-    with pytest.raises(InputError, match="PSI mode must be one of both, labelled"):
+    with pytest.raises(InputError, match="mode= must be one of both, labelled, not 'all'"):
         run_local(tmp_path, ["a"], ["a"], mode="all")
 
 
@@ -161,31 +165,31 @@ def test_unknown_mode_is_refused(tmp_path):
 
 def on_curve(point):
     u = int.from_bytes(point, "little")
-    return pow(u * (u * (u + psi.MONTGOMERY_A) + 1), (psi.FIELD_PRIME - 1) // 2, psi.FIELD_PRIME) == 1
+    return pow(u * (u * (u + group.MONTGOMERY_A) + 1), (group.FIELD_PRIME - 1) // 2, group.FIELD_PRIME) == 1
 
 
 def test_blinding_commutes_and_stays_on_the_curve():
     ids = np.array(["a@x.com", "b@x.com", "555"], dtype=object)
     a, b = os.urandom(32), os.urandom(32)
-    by_a = psi._hash_and_blind(ids, a, psi.hash_domain("run"))
-    by_b = psi._hash_and_blind(ids, b, psi.hash_domain("run"))
+    by_a = group.hash_and_blind(ids, a, group.hash_domain("run"))
+    by_b = group.hash_and_blind(ids, b, group.hash_domain("run"))
     assert all(on_curve(p.tobytes()) for p in by_a)
-    np.testing.assert_array_equal(psi._blind_received(by_a, b), psi._blind_received(by_b, a))
+    np.testing.assert_array_equal(group.blind_received(by_a, b), group.blind_received(by_b, a))
     assert len({p.tobytes() for p in by_a}) == 3
 
 
 def test_parallel_blinding_matches_sequential(monkeypatch):
-    ids = np.array([f"id{i}" for i in range(psi.PARALLEL_MIN_ITEMS + 10)], dtype=object)
-    key, domain = os.urandom(32), psi.hash_domain("run")
-    parallel = psi._in_parallel(psi._hash_and_blind, ids, key, domain)
-    monkeypatch.setattr(psi, "WORKERS", 1)
-    np.testing.assert_array_equal(parallel, psi._in_parallel(psi._hash_and_blind, ids, key, domain))
+    ids = np.array([f"id{i}" for i in range(parallel.PARALLEL_MIN_ITEMS + 10)], dtype=object)
+    key, domain = os.urandom(32), group.hash_domain("run")
+    spread = group.hash_and_blind(ids, key, domain)
+    monkeypatch.setattr(parallel, "WORKERS", 1)
+    np.testing.assert_array_equal(spread, group.hash_and_blind(ids, key, domain))
 
 
 def test_the_hash_is_separated_per_run():
     ids, key = np.array(["a@x.com"], dtype=object), os.urandom(32)
-    assert not np.array_equal(psi._hash_and_blind(ids, key, psi.hash_domain("run-1")),
-                              psi._hash_and_blind(ids, key, psi.hash_domain("run-2")))
+    assert not np.array_equal(group.hash_and_blind(ids, key, group.hash_domain("run-1")),
+                              group.hash_and_blind(ids, key, group.hash_domain("run-2")))
 
 
 def point(u):
@@ -193,40 +197,21 @@ def point(u):
 
 
 def test_received_values_are_validated():
-    good = psi._hash_and_blind(np.array(["x"], dtype=object), os.urandom(32), b"d")
-    psi._check_points(good, "points", expected=1)
-    for bad, match in [(point(0), "not a canonical"), (point(psi.FIELD_PRIME), "not a canonical"),
+    good = group.hash_and_blind(np.array(["x"], dtype=object), os.urandom(32), b"d")
+    group.check_points(good, "points", expected=1)
+    for bad, match in [(point(0), "not a canonical"), (point(group.FIELD_PRIME), "not a canonical"),
                        (point(2**255 - 1), "not a canonical"), (np.zeros((1, 31), np.uint8), r"\(n, 32\) array"),
                        (good.astype(np.int16), r"\(n, 32\) array"), ([1, 2], r"\(n, 32\) array")]:
         with pytest.raises(ProtocolError, match=match):
-            psi._check_points(bad, "points")
+            group.check_points(bad, "points")
     with pytest.raises(ProtocolError, match="holds 1 values, expected 2"):
-        psi._check_points(good, "points", expected=2)
+        group.check_points(good, "points", expected=2)
     twist = next(u for u in range(2, 100) if not on_curve(u.to_bytes(32, "little")))
     with pytest.raises(ProtocolError, match="not a point of the curve"):
-        psi._blind_received(point(twist), os.urandom(32))
-    small_order = next(u for u in (1, psi.FIELD_PRIME - 1) if on_curve(u.to_bytes(32, "little")))
+        group.blind_received(point(twist), os.urandom(32))
+    small_order = next(u for u in (1, group.FIELD_PRIME - 1) if on_curve(u.to_bytes(32, "little")))
     with pytest.raises(ProtocolError, match="small order"):
-        psi._blind_received(point(small_order), os.urandom(32))
-
-
-# --- the sealed channel -----------------------------------------------------------------
-
-def test_channel_binds_run_direction_and_label():
-    brand_sk, brand_pk = new_keypair()
-    media_sk, media_pk = new_keypair()
-    at_brand = PeerChannel(brand_sk, media_pk, own_role="brand", peer_role="media", run_id="r1")
-    at_media = PeerChannel(media_sk, brand_pk, own_role="media", peer_role="brand", run_id="r1")
-    sealed = at_brand.seal(b"double-blinded", "psi")
-    assert at_media.open(sealed, "psi") == b"double-blinded"
-    other_run = PeerChannel(media_sk, brand_pk, own_role="media", peer_role="brand", run_id="r2")
-    for opener, label, data in [(at_media, "other", sealed), (other_run, "psi", sealed),
-                                (at_brand, "psi", sealed),  # reflected back to its sender
-                                (at_media, "psi", sealed[:-1] + bytes([sealed[-1] ^ 1]))]:
-        with pytest.raises(CryptoError, match="failed authentication"):
-            opener.open(data, label)
-    with pytest.raises(CryptoError, match="small-order"):
-        PeerChannel(brand_sk, bytes(32), own_role="brand", peer_role="media", run_id="r1")
+        group.blind_received(point(small_order), os.urandom(32))
 
 
 # --- command line, simulation and benchmark -----------------------------------------------
@@ -257,7 +242,7 @@ def test_cli_labelled_mode_and_errors(tmp_path):
     result = CliRunner().invoke(main, args + ["--overwrite", "--id-column", "email"])
     assert result.exit_code == 1 and "column 'email': missing column" in result.output
     result = CliRunner().invoke(main, ["psi", "--brand", str(tmp_path / "nope.csv"), "--media", str(media),
-                                       "--out", str(out)])
+                                       "--out", str(tmp_path / "other")])
     assert result.exit_code == 1 and "nope.csv: file not found" in result.output
 
 
@@ -284,6 +269,7 @@ def test_cli_minimum_intersection_refuses_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.integration
 def test_psi_over_flower_simulation(tmp_path):
     brand = write_ids(tmp_path / "a.csv", [f"u{i}@x.com" for i in range(40)])
     media = write_ids(tmp_path / "b.csv", [f"U{i}@X.COM" for i in range(30, 90)])
@@ -297,11 +283,13 @@ def test_psi_over_flower_simulation(tmp_path):
     assert audit_ledger(read_ledger(out / "ledger.jsonl"), read_transcript(SPEC)) == []
 
 
+@pytest.mark.integration
 def test_benchmark_smoke(smoke_benchmark):
     table = smoke_benchmark("psi")["tables"][0]
     assert table["rows"][0][:3] == [200, 200, 100]
 
 
+@pytest.mark.integration
 def test_cli_psi_over_a_real_superlink_with_tls_and_node_authentication(tmp_path, monkeypatch):
     """``fedscore psi --deployment``: a real SuperLink and two SuperNodes on loopback."""
     monkeypatch.setenv("FLWR_TELEMETRY_ENABLED", "0")

@@ -41,13 +41,13 @@ def test_client_app_keeps_party_state_in_the_node_context():
     context = Context(run_id=1, node_id=7, node_config={"role": "brand"}, state=RecordDict(), run_config={})
     hello = app(_incoming(RecordDict(), ROLE_QUERY), context)
     assert dict(hello.content["meta"]) == {"role": "brand", "version": __version__}
-    ready = unpack_reply("brand", app(_step("runtime.diagnostic.ready", 0, Message(role=control("brand"))), context))
+    ready = unpack_reply("brand", app(_step("ping.ready", 0, Message(role=control("brand"))), context))
     token = Message.decode(ready.fields, ready.payloads)["token"]
-    echo = unpack_reply("brand", app(_step("runtime.diagnostic.echo", 1, Message(token=control("t"))), context))
+    echo = unpack_reply("brand", app(_step("ping.echo", 1, Message(token=control("t"))), context))
     assert Message.decode(echo.fields, echo.payloads)["own"] == token
-    replay = unpack_reply("brand", app(_step("runtime.diagnostic.echo", 1, Message(token=control("t"))), context))
+    replay = unpack_reply("brand", app(_step("ping.echo", 1, Message(token=control("t"))), context))
     assert "replayed" in replay.error
-    other_run = _step("runtime.diagnostic.echo", 2, Message(token=control("t")), "run-b")
+    other_run = _step("ping.echo", 2, Message(token=control("t")), "run-b")
     foreign = unpack_reply("brand", app(other_run, context))
     assert "another run" in foreign.error
 
@@ -55,7 +55,7 @@ def test_client_app_keeps_party_state_in_the_node_context():
 def test_client_app_answers_a_party_error_with_its_message():
     app = make_client_app([("media", {"data": "/nonexistent/audience.csv"})])
     context = Context(run_id=1, node_id=7, node_config={"partition-id": 0}, state=RecordDict(), run_config={})
-    reply = unpack_reply("media", app(_step("runtime.diagnostic.ready", 0, Message(role=control("media"))), context))
+    reply = unpack_reply("media", app(_step("ping.ready", 0, Message(role=control("media"))), context))
     assert reply.error == "/nonexistent/audience.csv: data file not found"
 
 
@@ -109,6 +109,7 @@ def test_node_config_round_trip_and_run_settings_round_trip():
     assert not RunSettings.from_run_config({"job": "ping", "require-node-names": "false"}).require_node_names
 
 
+@pytest.mark.integration
 def test_simulation_runs_the_job_and_writes_the_ledger(tmp_path):
     parties = {role: {"out": str(tmp_path)} for role in ("brand", "media")}
     summary = run_simulated("ping", {}, parties, tmp_path / "ledger.jsonl", "run-sim", 60.0)
@@ -117,6 +118,7 @@ def test_simulation_runs_the_job_and_writes_the_ledger(tmp_path):
     assert len(entries) == 8 and {e["run_id"] for e in entries} == {"run-sim"}
 
 
+@pytest.mark.integration
 def test_simulation_reports_a_failing_party_instead_of_hanging(tmp_path):
     parties = {"brand": {}, "media": {"data": str(tmp_path / "missing.csv")}}
     started = time.monotonic()

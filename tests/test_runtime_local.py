@@ -4,19 +4,25 @@ import pytest
 
 from fedscore.errors import InputError, PartyError, ProtocolError
 from fedscore.ledger import Ledger, read_ledger
-from fedscore.runtime import Coordinator, LocalTransport, PartyContext, party_step
-from fedscore.runtime.diagnostic import run_ping
+from fedscore.protocols.ping.coordinator import run as run_ping
+from fedscore.runtime.coordinator import Coordinator
+from fedscore.runtime.local import LocalTransport
+from fedscore.runtime.party import PartyContext
 from fedscore.runtime.runner import run_job
 from fedscore.wire import Message, ciphertext, control, size
 
 SECRET = b"\x13\x37 do not log me \x13\x37"
 
 
-@party_step("tests.local.seal")
 def _seal(party, message):
     if party.config.get("fail"):
         raise InputError("cannot read the seed list", path="seed.csv")
     return Message(sealed=ciphertext(SECRET + message["salt"].encode()), n=size(3))
+
+
+@pytest.fixture(autouse=True)
+def _steps(register_step):
+    register_step("tests.local.seal", _seal)
 
 
 def _coordinator(tmp_path, configs, run_id="run-a"):
@@ -56,6 +62,8 @@ def test_an_unknown_step_is_refused_by_the_party(tmp_path):
     coordinator, _ = _coordinator(tmp_path, {"brand": {}})
     with pytest.raises(PartyError, match="unknown step 'nosuchmodule.step'"):
         coordinator.call("brand", "nosuchmodule.step")
+    with pytest.raises(PartyError, match="step 'lookalike.train' is not one the brand runs"):
+        coordinator.call("brand", "lookalike.train")
 
 
 def test_messages_of_another_run_are_refused(tmp_path):

@@ -8,12 +8,14 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
+from fedscore import segment
 from fedscore.audit import audit_ledger, read_transcript
-from fedscore.data import FeatureEncoder
-from fedscore.errors import FedscoreError
+from fedscore.errors import FedscoreError, InputError
+from fedscore.kit.encoder import FeatureEncoder
+from fedscore.kit.model import ModelFile, score_file
+from fedscore.kit.table import PartyTable
 from fedscore.ledger import COORDINATOR, Payload, read_ledger
 from fedscore.runtime import local
-from fedscore.segment import VerticalKMeans
 from fedscore.wire import Message
 
 SPEC = Path(__file__).resolve().parents[1] / "protocols" / "segment_vertical.md"
@@ -40,29 +42,36 @@ def _tables(tmp_path, n=150, seed=0):
     return tmp_path / "brand.csv", tmp_path / "media.csv"
 
 
-def _central(brand, media, model, exclude=("label",)):
+def _central(brand, media, result, exclude=("label",)):
     """The joint standardised table in the protocol's row order, as a centralised run sees it."""
     blocks = []
     for path in (brand, media):
-        table = pd.read_csv(path, dtype=str).set_index("uid").loc[model.ids_].reset_index()
-        columns = [c for c in table.columns if c != "uid" and c not in exclude]
-        blocks.append(FeatureEncoder().fit_transform(table, columns))
+        table = PartyTable.read(path, required=["uid"], text_columns=["uid"])
+        position = {uid: row for row, uid in enumerate(table.ids("uid"))}
+        rows = np.array([position[uid] for uid in result.ids])
+        columns = table.feature_columns(exclude=["uid", *exclude])
+        blocks.append(FeatureEncoder().fit_transform(table, columns, rows=rows))
     return np.hstack(blocks)
 
 
+def _segment(brand, media, **options):
+    return segment(brand, media, id_column="uid", exclude=["label"], **options)
+
+
+@pytest.mark.integration
 def test_vertical_kmeans_through_flower_matches_sklearn_and_spec(tmp_path):
     brand, media = _tables(tmp_path)
     # PSI's shared order is new every run, so the initial users are too: 20 restarts find the
     # small persona all but always (each random restart starts in it with odds of about 1 in 4).
-    model = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=20, min_segment_size=20,
-                           random_state=1, engine="simulation").fit(brand, media, tmp_path / "run")
-    assert len(model.ids_) == 148 and not any(i.startswith("other") for i in model.ids_)
+    result = _segment(brand, media, k=3, n_init=20, min_segment_size=20, random_state=1, engine="simulation",
+                      out=tmp_path / "run")
+    assert len(result.ids) == 148 and not any(i.startswith("other") for i in result.ids)
 
-    X = _central(brand, media, model)
-    reference = KMeans(3, init=X[model.init_rows_], n_init=1).fit(X)
-    assert adjusted_rand_score(reference.labels_, model.labels_) == pytest.approx(1.0)
-    assert model.inertia_ == pytest.approx(reference.inertia_, rel=1e-6)
-    assert np.allclose(model.cluster_centers_, reference.cluster_centers_, atol=1e-6)
+    X = _central(brand, media, result)
+    reference = KMeans(3, init=X[result.init_rows], n_init=1).fit(X)
+    assert adjusted_rand_score(reference.labels_, result.labels) == pytest.approx(1.0)
+    assert result.inertia == pytest.approx(reference.inertia_, rel=1e-6)
+    assert np.allclose(result.cluster_centers, reference.cluster_centers_, atol=1e-6)
 
     # both parties hold the same segments, in their own files
     out = tmp_path / "run"
@@ -92,6 +101,28 @@ def test_vertical_kmeans_through_flower_matches_sklearn_and_spec(tmp_path):
                 assert entry["fields"][name]["payload"] == Payload.CIPHERTEXT.value
 
 
+def test_local_run_matches_the_spec_and_writes_each_party_half_a_model(tmp_path):
+    """Each party's model file holds its encoder and its slice of the centroids: half a model, not scorable."""
+    brand, media = _tables(tmp_path, seed=4)
+    out = tmp_path / "run"
+    result = _segment(brand, media, k=3, n_init=2, random_state=0, out=out)
+    assert audit_ledger(read_ledger(out / "ledger.jsonl"), read_transcript(SPEC)) == []
+    assert result.out == out and (out / "brand" / "report.html").is_file()
+    widths = []
+    for role in ("brand", "media"):
+        model = ModelFile.load(out / role / "model.json")
+        assert model.kind == "segment" and model.party == role and not model.scorable
+        assert model.training["init_rows"] == result.init_rows and model.training["n_iter"] == result.n_iter
+        widths.append(len(model.encoder.feature_names_))
+        assert np.array_equal(model.centers, result.models[role].centers)
+        with pytest.raises(InputError, match="half"):
+            score_file(out / role / "model.json", brand if role == "brand" else media, id_column="uid",
+                       out=tmp_path / f"{role}-scores.csv")
+    joint = np.hstack([result.models["brand"].centers, result.models["media"].centers])
+    assert np.array_equal(joint, result.cluster_centers) and result.cluster_centers.shape == (3, sum(widths))
+    assert result.feature_names[:2] == ["brand.spend", "brand.visits"] and result.feature_names[-1] == "media.views"
+
+
 def test_no_feature_value_or_distance_crosses_in_clear(tmp_path, monkeypatch):
     """Decode every plaintext field of every message and look for the parties' numbers."""
     brand, media = _tables(tmp_path, n=150, seed=3)
@@ -108,12 +139,12 @@ def test_no_feature_value_or_distance_crosses_in_clear(tmp_path, monkeypatch):
         return replies
 
     monkeypatch.setattr(local.LocalTransport, "exchange", spy)
-    model = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=2, random_state=0).fit(brand, media)
+    result = _segment(brand, media, k=3, n_init=2, random_state=0)
 
     secrets = np.concatenate([pd.read_csv(brand)[["spend", "visits"]].to_numpy().ravel(),
                               pd.read_csv(media)[["clicks", "views"]].to_numpy().ravel()])
-    X = _central(brand, media, model)
-    distances = ((X[:, None, :] - model.cluster_centers_[None]) ** 2).sum(axis=2)
+    X = _central(brand, media, result)
+    distances = ((X[:, None, :] - result.cluster_centers[None]) ** 2).sum(axis=2)
     secrets = np.concatenate([secrets, X.ravel(), distances.ravel()])
     clear = []
     for message in crossed:
@@ -153,10 +184,9 @@ def test_settled_restarts_are_no_longer_masked(tmp_path, monkeypatch):
     brand, media = _tables(tmp_path, seed=4)
     seen = _spy_on_messages(monkeypatch)
     n_init, k = 6, 3
-    model = VerticalKMeans(k, id_column="uid", exclude=["label"], n_init=n_init, restart_iter=100,
-                           random_state=5).fit(brand, media)
+    result = _segment(brand, media, k=k, n_init=n_init, restart_iter=100, random_state=5)
     init_rows = next(request["init_rows"] for step, request, _ in seen if step == "segment.keys")
-    X = _central(brand, media, model)
+    X = _central(brand, media, result)
     iterations = [KMeans(k, init=X[rows], n_init=1).fit(X).n_iter_ for rows in init_rows]
     masked = [len(reply["distances"]) // k for step, _, reply in seen
               if step == "segment.mask_distances" and "distances" in set(reply)]
@@ -166,26 +196,26 @@ def test_settled_restarts_are_no_longer_masked(tmp_path, monkeypatch):
     assert all(m <= sum(n >= r for n in iterations) for r, m in enumerate(masked, start=1))
     assert masked == sorted(masked, reverse=True) and masked[-1] < n_init  # the old protocol masked all to the end
     best = min(KMeans(k, init=X[rows], n_init=1).fit(X).inertia_ for rows in init_rows)
-    assert model.inertia_ == pytest.approx(best, rel=1e-6)
+    assert result.inertia == pytest.approx(best, rel=1e-6)
 
 
 def test_restarts_that_reach_the_same_assignment_are_not_both_masked(tmp_path, monkeypatch):
     brand, media = _tables(tmp_path, seed=4)
     seen = _spy_on_messages(monkeypatch)
     # the same initial users in another order: the same assignment up to numbering
-    model = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=1, random_state=5).fit(brand, media)
-    rows = model.init_rows_
+    first = _segment(brand, media, k=3, n_init=1, random_state=5)
+    rows = first.init_rows
     seen.clear()
     monkeypatch.setattr(np.random, "default_rng", lambda seed=None: _FixedRows([rows, rows[::-1], rows[1:] + rows[:1]]))
-    again = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=3, random_state=5).fit(brand, media)
+    again = _segment(brand, media, k=3, n_init=3, random_state=5)
     masked = [len(reply["distances"]) // 3 for step, _, reply in seen
               if step == "segment.mask_distances" and "distances" in set(reply)]
     assert masked[0] == 3 and set(masked[1:]) == {1}
     # PSI's shared order is new every run, so the same row numbers are other users than in
-    # the first fit: compare with scikit-learn started from this run's initial users.
+    # the first run: compare with scikit-learn started from this run's initial users.
     X = _central(brand, media, again)
-    reference = KMeans(3, init=X[again.init_rows_], n_init=1).fit(X)
-    assert again.inertia_ == pytest.approx(reference.inertia_, rel=1e-6)
+    reference = KMeans(3, init=X[again.init_rows], n_init=1).fit(X)
+    assert again.inertia == pytest.approx(reference.inertia_, rel=1e-6)
 
 
 class _FixedRows:
@@ -201,36 +231,33 @@ class _FixedRows:
 def test_only_the_best_restart_goes_on_after_restart_iter(tmp_path, monkeypatch):
     brand, media = _tables(tmp_path, seed=4)
     seen = _spy_on_messages(monkeypatch)
-    model = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=6, restart_iter=1, random_state=5,
-                           tol=0).fit(brand, media)
+    result = _segment(brand, media, k=3, n_init=6, restart_iter=1, random_state=5, tol=0)
     masked = [len(reply["distances"]) // 3 for step, _, reply in seen
               if step == "segment.mask_distances" and "distances" in set(reply)]
     assert masked[0] == 6 and set(masked[1:]) <= {1}
-    X = _central(brand, media, model)
-    reference = KMeans(3, init=X[model.init_rows_], n_init=1, tol=0).fit(X)
-    assert adjusted_rand_score(reference.labels_, model.labels_) == pytest.approx(1.0)
-    assert model.inertia_ == pytest.approx(reference.inertia_, rel=1e-6)
+    X = _central(brand, media, result)
+    reference = KMeans(3, init=X[result.init_rows], n_init=1, tol=0).fit(X)
+    assert adjusted_rand_score(reference.labels_, result.labels) == pytest.approx(1.0)
+    assert result.inertia == pytest.approx(reference.inertia_, rel=1e-6)
 
 
 def test_max_iter_stops_with_the_assignment_of_the_last_centroids(tmp_path):
     brand, media = _tables(tmp_path, seed=4)
-    model = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=2, max_iter=1, tol=0,
-                           random_state=5).fit(brand, media)
-    X = _central(brand, media, model)
-    reference = KMeans(3, init=X[model.init_rows_], n_init=1, max_iter=1).fit(X)
-    assert model.n_iter_ == 1
-    assert np.allclose(model.cluster_centers_, reference.cluster_centers_, atol=1e-6)
-    nearest = ((X[:, None, :] - model.cluster_centers_[None]) ** 2).sum(axis=2).argmin(axis=1)
-    assert (model.labels_ == nearest).all()  # the labels are those of the final centroids
+    result = _segment(brand, media, k=3, n_init=2, max_iter=1, tol=0, random_state=5)
+    X = _central(brand, media, result)
+    reference = KMeans(3, init=X[result.init_rows], n_init=1, max_iter=1).fit(X)
+    assert result.n_iter == 1
+    assert np.allclose(result.cluster_centers, reference.cluster_centers_, atol=1e-6)
+    nearest = ((X[:, None, :] - result.cluster_centers[None]) ** 2).sum(axis=2).argmin(axis=1)
+    assert (result.labels == nearest).all()  # the labels are those of the final centroids
 
 
 def test_profile_noise_changes_only_released_means(tmp_path):
     brand, media = _tables(tmp_path)
-    model = VerticalKMeans(3, id_column="uid", exclude=["label"], n_init=2, random_state=2, min_segment_size=20,
-                           profile_noise=0.5).fit(brand, media)
-    labels = pd.Series(model.labels_, index=model.ids_)
-    profiles = model.profiles_["brand"].set_index("segment")
-    raw = {role: pd.read_csv(path).set_index("uid").loc[model.ids_] for role, path in
+    result = _segment(brand, media, k=3, n_init=2, random_state=2, min_segment_size=20, profile_noise=0.5)
+    labels = pd.Series(result.labels, index=result.ids)
+    profiles = result.profiles["brand"].set_index("segment")
+    raw = {role: pd.read_csv(path, dtype={"uid": str}).set_index("uid").loc[result.ids] for role, path in
            (("brand", brand), ("media", media))}
     exact_own = raw["brand"][["spend", "visits"]].groupby(labels.to_numpy()).mean()
     assert np.allclose(profiles[["brand.spend", "brand.visits"]], exact_own)  # own profile: exact
@@ -245,7 +272,7 @@ def test_profile_noise_changes_only_released_means(tmp_path):
 def test_bad_k_is_refused(tmp_path, k, message):
     brand, media = _tables(tmp_path)
     with pytest.raises(FedscoreError, match=message):
-        VerticalKMeans(k, id_column="uid", exclude=["label"]).fit(brand, media)
+        _segment(brand, media, k=k)
 
 
 def test_bad_input_names_file_and_column(tmp_path):
@@ -254,9 +281,9 @@ def test_bad_input_names_file_and_column(tmp_path):
     table.iloc[5, table.columns.get_loc("clicks")] = "n/a"
     table.to_csv(media, index=False)
     with pytest.raises(FedscoreError, match="media.csv.*clicks.*row 7"):
-        VerticalKMeans(3, id_column="uid", exclude=["label"]).fit(brand, media)
+        _segment(brand, media, k=3)
     with pytest.raises(FedscoreError, match="missing column"):
-        VerticalKMeans(3, id_column="customer").fit(brand, media)
+        segment(brand, media, id_column="customer", k=3)
 
 
 def test_cli_segment_writes_the_contracted_files(tmp_path):
@@ -268,10 +295,12 @@ def test_cli_segment_writes_the_contracted_files(tmp_path):
     out = tmp_path / "cli"
     result = CliRunner().invoke(main, ["segment", "--brand", str(brand), "--media", str(media), "--id-column", "uid",
                                        "--k", "3", "--exclude", "label", "--out", str(out), "--engine", "local",
-                                       "--n-init", "2", "--seed", "0"])
+                                       "--n-init", "2", "--random-state", "0"])
     assert result.exit_code == 0, result.output
+    assert "shared users in 3 segments" in result.output
     for role in ("brand", "media"):
         assert (out / role / "segments.csv").is_file() and (out / role / "profiles.csv").is_file()
+        assert (out / role / "model.json").is_file()
     assert (out / "ledger.jsonl").is_file()
     assert COORDINATOR not in {p.name for p in out.iterdir()}
 
@@ -282,6 +311,7 @@ def test_cli_segment_writes_the_contracted_files(tmp_path):
     assert not (tmp_path / "bad").exists()  # a failed run leaves no partial output
 
 
+@pytest.mark.integration
 def test_benchmark_smoke(smoke_benchmark):
     root = Path(__file__).resolve().parents[1]
     if not (root.parent / "shared" / "data" / "public").is_dir():

@@ -8,11 +8,13 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
+from fedscore import horizontal_kmeans
 from fedscore.audit import audit_ledger, read_transcript
 from fedscore.errors import FedscoreError
+from fedscore.he import CKKSContext
+from fedscore.kit.model import ModelFile, score_file
 from fedscore.ledger import COORDINATOR, Payload, read_ledger
-from fedscore.scoring_horizontal import PrivacyWarning
-from fedscore.segment_horizontal import HorizontalKMeans
+from fedscore.protocols.horizontal import PrivacyWarning
 
 SPEC = Path(__file__).resolve().parents[1] / "protocols" / "segment_horizontal.md"
 
@@ -33,22 +35,31 @@ def _parties(tmp_path, n_parties=3, rows=60, seed=0):
     return paths
 
 
-def _pooled(paths, model):
+def _pooled(paths, result):
     raw = np.vstack([pd.read_csv(path)[["age", "spend", "visits"]].to_numpy() for path in paths.values()])
-    return (raw - model.mean_) / model.scale_, raw
+    return (raw - result.mean) / result.scale, raw
 
 
+def _assigned_alone(out, paths, tmp_path):
+    """Each party's table assigned with its own model file alone, as ``fedscore score`` does it."""
+    for name, path in paths.items():
+        scored = tmp_path / f"{name}-assigned.csv"
+        score_file(out / name / "model.json", path, id_column="id", out=scored)
+        yield name, pd.read_csv(scored, dtype={"id": str}), pd.read_csv(out / name / "segments.csv", dtype={"id": str})
+
+
+@pytest.mark.integration
 def test_three_parties_through_flower_match_sklearn_and_spec(tmp_path):
     paths = _parties(tmp_path)
-    model = HorizontalKMeans(3, id_column="id", exclude=["region"], min_proposal_size=5, random_state=0,
-                             engine="simulation").fit(paths, tmp_path / "run")
-    X, raw = _pooled(paths, model)
-    assert np.allclose(model.mean_, raw.mean(axis=0)) and np.allclose(model.scale_, raw.std(axis=0))
-    reference = KMeans(3, init=model.init_centers_, n_init=1).fit(X)
-    labels = np.concatenate([model.labels_[name] for name in paths])
+    result = horizontal_kmeans(paths, id_column="id", k=3, exclude=["region"], min_proposal_size=5, random_state=0,
+                               engine="simulation", out=tmp_path / "run")
+    X, raw = _pooled(paths, result)
+    assert np.allclose(result.mean, raw.mean(axis=0)) and np.allclose(result.scale, raw.std(axis=0))
+    reference = KMeans(3, init=result.init_centers, n_init=1).fit(X)
+    labels = np.concatenate([result.labels[name] for name in paths])
     assert adjusted_rand_score(reference.labels_, labels) == pytest.approx(1.0)
-    assert np.allclose(model.cluster_centers_, reference.cluster_centers_, atol=1e-6)
-    assert model.summary_["converged"] and model.summary_["warnings"] == []
+    assert np.allclose(result.cluster_centers, reference.cluster_centers_, atol=1e-6)
+    assert result.summary["converged"] and result.summary["warnings"] == []
 
     out = tmp_path / "run"
     centroids = [pd.read_csv(out / name / "centroids.csv") for name in paths]
@@ -67,6 +78,32 @@ def test_three_parties_through_flower_match_sklearn_and_spec(tmp_path):
                 assert entry["fields"][name]["payload"] == Payload.CIPHERTEXT.value
 
 
+def test_each_party_model_file_assigns_its_table_as_the_run_did(tmp_path):
+    """``fedscore score`` on a party's table with its model file alone reproduces its segments.csv."""
+    paths = _parties(tmp_path)
+    out = tmp_path / "run"
+    result = horizontal_kmeans(paths, id_column="id", k=3, exclude=["region"], min_proposal_size=5, random_state=0,
+                               out=out)
+    assert audit_ledger(read_ledger(out / "ledger.jsonl"), read_transcript(SPEC)) == []
+    for name, assigned, written in _assigned_alone(out, paths, tmp_path):
+        assert assigned.equals(written), name
+        model = ModelFile.load(out / name / "model.json")
+        assert model.kind == "horizontal_kmeans" and model.party == name and model.scorable
+        assert np.array_equal(model.centers, result.cluster_centers)
+        assert model.training["n_iter"] == result.n_iter
+    assert result.feature_names == ["age", "spend", "visits"] and result.out == out
+
+
+@pytest.mark.filterwarnings("ignore::fedscore.protocols.horizontal.PrivacyWarning")
+def test_model_files_assign_as_the_run_did_with_dp(tmp_path):
+    paths = _parties(tmp_path, n_parties=2, rows=200, seed=1)
+    out = tmp_path / "run"
+    horizontal_kmeans(paths, id_column="id", k=3, exclude=["region"], random_state=0, dp_epsilon=8.0, max_iter=3,
+                      out=out)
+    for name, assigned, written in _assigned_alone(out, paths, tmp_path):
+        assert assigned.equals(written), name
+
+
 def test_sizes_match_segments_when_the_last_update_moves_labels(tmp_path):
     """Stopped by max_iter while still moving: the last assignment differs from the previous one."""
     rng = np.random.default_rng(2)
@@ -76,11 +113,11 @@ def test_sizes_match_segments_when_the_last_update_moves_labels(tmp_path):
         frame.insert(0, "id", [f"u{p}-{i}" for i in range(60)])
         paths[f"store{p}"] = tmp_path / f"store{p}.csv"
         frame.to_csv(paths[f"store{p}"], index=False)
-    model = HorizontalKMeans(3, id_column="id", min_proposal_size=5, random_state=0,
-                             max_iter=1).fit(paths, tmp_path / "run")
-    X, _ = _pooled(paths, model)
-    before = np.argmin(((X[:, None] - model.init_centers_[None]) ** 2).sum(axis=2), axis=1)
-    written = np.concatenate([model.labels_[name] for name in paths])
+    result = horizontal_kmeans(paths, id_column="id", k=3, min_proposal_size=5, random_state=0, max_iter=1,
+                               out=tmp_path / "run")
+    X, _ = _pooled(paths, result)
+    before = np.argmin(((X[:, None] - result.init_centers[None]) ** 2).sum(axis=2), axis=1)
+    written = np.concatenate([result.labels[name] for name in paths])
     assert (before != written).any()  # the case that used to be off by one assignment
     sizes = pd.read_csv(tmp_path / "run" / "store0" / "centroids.csv")["size"]
     assert list(sizes) == list(np.bincount(written, minlength=3))
@@ -89,27 +126,26 @@ def test_sizes_match_segments_when_the_last_update_moves_labels(tmp_path):
 def test_ten_small_parties_on_default_settings(tmp_path):
     """Wholesale-sized parties (about 40 rows each) need no tuning of the proposal threshold."""
     paths = _parties(tmp_path, n_parties=10, rows=40, seed=3)
-    model = HorizontalKMeans(3, id_column="id", exclude=["region"], random_state=0).fit(paths)
-    X, _ = _pooled(paths, model)
-    reference = KMeans(3, init=model.init_centers_, n_init=1).fit(X)
-    labels = np.concatenate([model.labels_[name] for name in paths])
+    result = horizontal_kmeans(paths, id_column="id", k=3, exclude=["region"], random_state=0)
+    X, _ = _pooled(paths, result)
+    reference = KMeans(3, init=result.init_centers, n_init=1).fit(X)
+    labels = np.concatenate([result.labels[name] for name in paths])
     assert adjusted_rand_score(reference.labels_, labels) == pytest.approx(1.0)
+    assert result.out is None
 
 
 def test_dp_initialisation_noises_every_released_value(tmp_path, monkeypatch):
     """With DP no proposal value is exact: not the sums, not the counts, not the empty cells."""
-    import fedscore.segment_horizontal as module
-
     paths = _parties(tmp_path, n_parties=3, rows=60, seed=1)
     released = []
-    original = module.CKKSContext.encrypt
+    original = CKKSContext.encrypt
 
     def spy(self, values):
         released.append(np.asarray(values, dtype=float))
         return original(self, values)
 
-    monkeypatch.setattr(module.CKKSContext, "encrypt", spy)
-    HorizontalKMeans(3, id_column="id", exclude=["region"], random_state=0, dp_epsilon=8.0, max_iter=3).fit(paths)
+    monkeypatch.setattr(CKKSContext, "encrypt", spy)
+    horizontal_kmeans(paths, id_column="id", k=3, exclude=["region"], random_state=0, dp_epsilon=8.0, max_iter=3)
     stats, proposals = released[:3], released[3:6]  # column_stats, then local_centers, of every party
     assert all(len(p) == 4 * 3 * 4 for p in proposals)  # 4k random cells x (d sums + count)
     for vector in proposals:
@@ -120,35 +156,41 @@ def test_dp_initialisation_noises_every_released_value(tmp_path, monkeypatch):
 def test_two_parties_warn_and_dp_noise_is_accounted(tmp_path):
     paths = _parties(tmp_path, n_parties=2, rows=400, seed=1)
     with pytest.warns(PrivacyWarning, match="only two parties"):
-        model = HorizontalKMeans(3, id_column="id", exclude=["region"], min_proposal_size=5, random_state=0,
-                                 dp_epsilon=8.0, max_iter=10).fit(paths)
-    dp = model.summary_["dp"]
+        result = horizontal_kmeans(paths, id_column="id", k=3, exclude=["region"], min_proposal_size=5,
+                                   random_state=0, dp_epsilon=8.0, max_iter=10)
+    dp = result.summary["dp"]
     assert 0 < dp["epsilon_spent"] <= 8.0 + 1e-9 and dp["noise_multiplier"] > 0
-    assert model.summary_["warnings"]
-    X, _ = _pooled(paths, model)
-    exact = KMeans(3, init=model.init_centers_, n_init=1).fit(X)
-    labels = np.concatenate([model.labels_[name] for name in paths])
+    assert result.summary["warnings"]
+    X, _ = _pooled(paths, result)
+    exact = KMeans(3, init=result.init_centers, n_init=1).fit(X)
+    labels = np.concatenate([result.labels[name] for name in paths])
     assert adjusted_rand_score(exact.labels_, labels) > 0.8  # noisy, still the same personas
 
 
-@pytest.mark.filterwarnings("ignore::fedscore.scoring_horizontal.PrivacyWarning")
+@pytest.mark.filterwarnings("ignore::fedscore.protocols.horizontal.PrivacyWarning")
 def test_mismatched_or_text_columns_are_refused(tmp_path):
     paths = _parties(tmp_path, n_parties=2)
     with pytest.raises(FedscoreError, match="region.*not a finite number"):
-        HorizontalKMeans(3, id_column="id", min_proposal_size=5).fit(paths)
+        horizontal_kmeans(paths, id_column="id", k=3, min_proposal_size=5)
     other = pd.read_csv(paths["store1"]).rename(columns={"visits": "sessions"})
     other.to_csv(paths["store1"], index=False)
     with pytest.raises(FedscoreError, match="same columns"):
-        HorizontalKMeans(3, id_column="id", exclude=["region"], min_proposal_size=5).fit(paths)
+        horizontal_kmeans(paths, id_column="id", k=3, exclude=["region"], min_proposal_size=5)
 
 
-@pytest.mark.filterwarnings("ignore::fedscore.scoring_horizontal.PrivacyWarning")
+@pytest.mark.filterwarnings("ignore::fedscore.protocols.horizontal.PrivacyWarning")
 def test_k_larger_than_the_users_is_refused(tmp_path):
     paths = _parties(tmp_path, n_parties=2, rows=10)
     with pytest.raises(FedscoreError, match="only 20 users"):
-        HorizontalKMeans(25, id_column="id", exclude=["region"]).fit(paths)
+        horizontal_kmeans(paths, id_column="id", k=25, exclude=["region"])
     with pytest.raises(FedscoreError, match="local clusters"):
-        HorizontalKMeans(3, id_column="id", exclude=["region"], min_proposal_size=50).fit(paths)
+        horizontal_kmeans(paths, id_column="id", k=3, exclude=["region"], min_proposal_size=50)
+
+
+def test_one_party_is_refused(tmp_path):
+    paths = _parties(tmp_path, n_parties=1)
+    with pytest.raises(FedscoreError, match="at least two parties"):
+        horizontal_kmeans(paths, id_column="id", k=3, exclude=["region"])
 
 
 def test_cli_horizontal_kmeans(tmp_path):
@@ -159,12 +201,13 @@ def test_cli_horizontal_kmeans(tmp_path):
     paths = _parties(tmp_path)
     out = tmp_path / "cli"
     args = ["horizontal", "kmeans", "--id-column", "id", "--k", "3", "--exclude", "region", "--out", str(out),
-            "--min-proposal-size", "5", "--engine", "local", "--seed", "0"]
+            "--min-proposal-size", "5", "--engine", "local", "--random-state", "0"]
     for path in paths.values():
         args += ["--party", str(path)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
+    assert "180 rows of 3 parties in 3 segments" in result.output
     for name in paths:
         segments = pd.read_csv(out / name / "segments.csv")
         assert list(segments.columns) == ["id", "segment"] and len(segments) == 60
-        assert (out / name / "centroids.csv").is_file()
+        assert (out / name / "centroids.csv").is_file() and (out / name / "model.json").is_file()

@@ -6,14 +6,13 @@ import pytest
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
-from fedscore.data import FeatureEncoder
 from fedscore.errors import CryptoError, ProtocolError
 from fedscore.he import load_context
-from fedscore.runtime import PartyContext
-from fedscore.vertical_lr import (
+from fedscore.kit.encoder import FeatureEncoder
+from fedscore.kit.table import PartyTable
+from fedscore.protocols.vertical_lr import (
     BoundOptimizer,
     centred_media_logit,
-    connect_channel,
     create_key,
     encoded_column_bound,
     encrypt_scaled,
@@ -26,7 +25,6 @@ from fedscore.vertical_lr import (
     media_logit_bound,
     media_quantiles,
     message_bound,
-    open_channel,
     open_values,
     release,
     seal_values,
@@ -35,6 +33,7 @@ from fedscore.vertical_lr import (
     split_sigmoid,
     unmask,
 )
+from fedscore.runtime.party import PartyContext
 
 pytestmark = pytest.mark.filterwarnings("ignore:1024-bit Paillier key:UserWarning")
 
@@ -90,12 +89,13 @@ def test_products_refuse_a_matrix_beyond_the_public_bound(keys):
         encrypted_product(vector, np.full((10, 1), 2.0), 1.0, bound=19.0)
 
 
-def test_encoded_column_bound_holds_for_encoded_tables():
+def test_encoded_column_bound_holds_for_encoded_tables(tmp_path):
     """Standardised (even heavy-tailed) and one-hot columns, over any subset of the rows fitted."""
     rng = np.random.default_rng(5)
     frame = pd.DataFrame({"spend": rng.pareto(1.5, 2000).round(2), "visits": rng.poisson(2, 2000),
                           "device": rng.choice(["ios", "android", "web"], 2000)})
-    x = FeatureEncoder().fit_transform(frame, list(frame.columns))
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    x = FeatureEncoder().fit_transform(PartyTable.read(tmp_path / "table.csv"), list(frame.columns))
     design = np.hstack([x, np.ones((2000, 1))])
     for used in (2000, 700, 30):
         rows = rng.choice(2000, used, replace=False)
@@ -163,16 +163,18 @@ def test_split_sigmoid_is_close_where_the_logits_lie():
 
 
 def test_sealed_values_between_peers():
+    """On the parties' channel (PSI connects it): a payload opens under its own step's label only."""
     brand, media = PartyContext("brand", {}, run_id="r"), PartyContext("media", {}, run_id="r")
-    brand_key, media_key = open_channel(brand), open_channel(media)
-    connect_channel(brand, media_key)
-    connect_channel(media, brand_key)
+    brand.channel.connect("media", media.channel.public_key)
+    media.channel.connect("brand", brand.channel.public_key)
     sealed = seal_values(brand, [1.5, -2.0], "step")
-    np.testing.assert_array_equal(open_values(media, sealed, "step"), [1.5, -2.0])
     with pytest.raises(CryptoError):
         open_values(media, sealed, "another step")
+    np.testing.assert_array_equal(open_values(media, sealed, "step"), [1.5, -2.0])
     with pytest.raises(ProtocolError):
         seal_values(PartyContext("media", {}, run_id="r"), [1.0], "step")
+    with pytest.raises(ProtocolError, match="not a numeric array"):
+        open_values(brand, media.channel.seal("brand", "step", {"not": "values"}), "step")
 
 
 def test_split_fits_keep_to_their_public_bounds_and_approximate_the_brier_score():

@@ -10,6 +10,7 @@ import sys
 import click
 
 from ..errors import FedscoreError
+from ..kit.options import SURFACE
 
 
 class _Group(click.Group):
@@ -21,6 +22,7 @@ class _Group(click.Group):
     """
 
     def invoke(self, ctx):
+        token = SURFACE.set("cli")  # errors name options as flags (--min-seed), not arguments
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
@@ -35,6 +37,8 @@ class _Group(click.Group):
                 click.echo(f"error: internal error ({type(exc).__name__}: {first_line}); "
                            f"run again with --debug for the traceback", err=True)
             sys.exit(1)
+        finally:
+            SURFACE.reset(token)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,10 +48,11 @@ class _Group(click.Group):
 def main(ctx, debug):
     """Privacy-preserving audience scoring between a brand and a media platform.
 
-    Each command runs both parties on this machine (Flower simulation) unless
-    --deployment is given, which starts a real local Flower SuperLink with one
-    SuperNode per party. Every run writes a ledger of each message that crossed a
-    party boundary (kind and size, never values).
+    Each command runs every party on this machine: in this process by default
+    (every message encoded, relayed and recorded as over Flower), in Flower's
+    simulation with --engine simulation, or with --deployment on a real local Flower
+    SuperLink with one SuperNode per party. Every run writes a ledger of each message
+    that crossed a party boundary (kind and size, never values).
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -57,9 +62,10 @@ def engine_options(func):
     """Options shared by every command that runs a protocol."""
     func = click.option("--overwrite", is_flag=True, help="Replace the output folder if it exists.")(func)
     func = click.option(
-        "--engine", type=click.Choice(["simulation", "local", "deployment"]), default="simulation", show_default=True,
-        help="simulation: Flower simulation on this machine; local: all parties in this process (fastest); "
-             "deployment: a real local Flower SuperLink and one SuperNode per party, with TLS and node authentication.",
+        "--engine", type=click.Choice(["local", "simulation", "deployment"]), default="local", show_default=True,
+        help="local: every party in this process, messages encoded and relayed as over Flower (fastest); "
+             "simulation: Flower's simulation runtime; deployment: a real local Flower SuperLink and one "
+             "SuperNode per party, with TLS and node authentication.",
     )(func)
     func = click.option("--deployment", "deployment", is_flag=True, help="Shortcut for --engine deployment.")(func)
     return func

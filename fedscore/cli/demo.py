@@ -3,12 +3,8 @@
 import warnings
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from ..demo import DEFAULT_OUT, PHASES, run_demo
-from ..report.charts import human_bytes
+from ..params import DEMO_OUT
 from . import chosen_engine, engine_options, main
 
 RAY_GPU_NOTICE = ".*Ray will no longer override accelerator visible devices.*"
@@ -16,13 +12,14 @@ RAY_GPU_NOTICE = ".*Ray will no longer override accelerator visible devices.*"
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=DEMO_OUT, show_default=True,
               help="Folder for the demo's data, run folders and reports (created; refused if it exists "
                    "unless --overwrite).")
 @click.option("--small", is_flag=True,
               help="Use about half of the people and lighter settings: a quicker look, noisier numbers.")
-@click.option("--phase", "phases", multiple=True, type=click.Choice([p.name for p in PHASES]),
-              help="Run only this phase (repeat to pick several). Default: all of them.")
+@click.option("--phase", "phases", multiple=True,
+              help="Run only this phase: psi, lookalike, propensity or segment (repeat to pick several). "
+                   "Default: all of them.")
 @engine_options
 def demo(out_dir, small, phases, engine, deployment, overwrite):
     """Run the whole story on bank marketing data shipped with fedscore.
@@ -34,6 +31,13 @@ def demo(out_dir, small, phases, engine, deployment, overwrite):
     and splits them into personas. It prints a summary and writes one HTML report
     per party (with PNG charts) into the output folder.
     """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from ..demo import run_demo
+    from ..report.charts import human_bytes
+
     engine = chosen_engine(engine, deployment)
     console = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),

@@ -2,7 +2,6 @@
 
 import click
 
-from ..keys import MANIFEST_FILE, PUBLIC_FILE, init_keys
 from . import main
 
 
@@ -25,6 +24,8 @@ def init(parties, out_dir):
     runs this sees the secret key: run it at one of the parties and give each party its
     file over a confidential channel, and the coordinator only coordinator.public.
     """
+    from ..keys import MANIFEST_FILE, PUBLIC_FILE, init_keys
+
     manifest = init_keys(out_dir, parties)
     click.echo(f"key {manifest['fingerprint'][:16]}... ({manifest['scheme']}, N={manifest['poly_modulus_degree']}) "
                f"for {parties} parties in {out_dir}:")

@@ -52,9 +52,9 @@ from ..params import (
     STATISTICAL_SECURITY_BITS,
 )
 from . import _envelope
-from ._parallel import parallel_map
+from ..parallel import parallel_map
 from ._ckks_error import TERNARY_SECRET_DENSITY, ErrorVariance, worst_slot
-from ._random import gaussian, uniform
+from .random import gaussian, uniform
 from ._validate import plain_matrix, plain_operand, release_bound, values_to_encrypt
 from .base import EncryptedVector, HEContext
 

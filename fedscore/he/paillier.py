@@ -43,7 +43,7 @@ from phe import paillier
 from ..errors import CryptoError
 from ..params import PAILLIER_KEY_BITS, PAILLIER_MIN_KEY_BITS
 from . import _envelope
-from ._parallel import WORKERS, parallel_map
+from ..parallel import WORKERS, parallel_map
 from ._validate import plain_matrix, plain_operand, release_bound, values_to_encrypt
 from .base import EncryptedVector, HEContext
 

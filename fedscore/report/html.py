@@ -13,7 +13,7 @@ import math
 import re
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..ledger import COORDINATOR
 from . import charts
 from .sections import merge_directions, merge_report, read_run, received

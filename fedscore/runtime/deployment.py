@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .. import __version__
+from .._version import __version__
 from ..errors import FedscoreError, PartyError
 from .flower import NODE_CONFIG_KEYS, RUN_CONFIG_DEFAULTS, RunSettings, node_config_of, read_result
 

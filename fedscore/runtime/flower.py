@@ -27,13 +27,13 @@ from flwr.clientapp import ClientApp
 from flwr.common import log
 from flwr.serverapp import ServerApp
 
-from .. import __version__
+from .._version import __version__
 from ..errors import FedscoreError, InputError, ProtocolError
 from ..ledger import Ledger
 from ..wire import Message
 from .checkpoint import Journal
+from ..protocols import drive
 from .coordinator import Coordinator, Reply
-from .jobs import resolve_job
 from .party import PartyContext
 
 ROLE_QUERY = "query.role"
@@ -310,7 +310,7 @@ def run_on_grid(grid, settings):
         journal = Journal(settings.checkpoint_path, settings.run_id) if settings.checkpoint_path else None
         coordinator = Coordinator(transport, ledger, run_id=settings.run_id or None, timeout=settings.timeout,
                                   journal=journal)
-        return resolve_job(settings.job)(coordinator, dict(settings.options))
+        return drive(coordinator, settings.job, settings.options)
     finally:
         ledger.close()
 

@@ -1,49 +1,19 @@
-"""The party side of every protocol: a registry of steps and the state they share.
+"""The party side of every protocol: the state a party keeps between steps, and how a step is run.
 
-A step is a plain function ``step(party, message) -> Message`` registered under a dotted
-name whose part before the last dot is the fedscore module that defines it
-(``"psi.blind_own"`` lives in ``fedscore.psi``, ``"runtime.diagnostic.echo"`` in
-``fedscore.runtime.diagnostic``). Steps only touch their own party's data and state;
-whatever they return crosses the party boundary and is recorded in the ledger by the
-coordinator.
+A step is a plain function ``step(party, message) -> Message``, listed under its
+protocol name in :data:`fedscore.protocols.STEPS`. Steps only touch their own party's
+data and state; whatever they return crosses the party boundary and is recorded in the
+ledger by the coordinator.
 """
 
-import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import ProtocolError
+from ..kit.channel import Channels
+from ..protocols import step_of
 from ..wire import Message
 from .checkpoint import load_snapshot, save_snapshot
-
-_STEPS = {}
-
-
-def party_step(name):
-    """Register a function as the party-side handler of step ``name``."""
-
-    def register(fn):
-        if name in _STEPS and _STEPS[name] is not fn:
-            raise RuntimeError(f"step {name!r} registered twice")
-        _STEPS[name] = fn
-        return fn
-
-    return register
-
-
-def resolve_step(name):
-    """Return the handler of ``name``, importing its module on first use."""
-    if name not in _STEPS:
-        module = name.rpartition(".")[0]
-        if not all(part.isidentifier() for part in module.split(".")):
-            raise ProtocolError(f"unknown step {name!r}")
-        try:
-            importlib.import_module(f"fedscore.{module}")
-        except ModuleNotFoundError:
-            raise ProtocolError(f"unknown step {name!r}") from None
-    try:
-        return _STEPS[name]
-    except KeyError:
-        raise ProtocolError(f"unknown step {name!r}") from None
 
 
 @dataclass
@@ -55,15 +25,18 @@ class PartyContext:
     role : str
         ``"brand"``, ``"media"`` or a horizontal party's name.
     config : dict
-        Local settings that never leave the party: data paths, output folder, options.
+        Local settings that never leave the party: data paths, output folder, its own
+        column names, its consent to weak keys.
     state : dict
-        Values kept between the steps of one run (keys, blinded sets, model). Must be
-        picklable: Flower starts a fresh process per message and the state travels in
-        the node's ``context.state``.
+        Values kept between the steps of one run, one typed object per protocol phase
+        (:meth:`phase`). Must be picklable: Flower starts a fresh process per message
+        and the state travels in the node's ``context.state``.
     run_id : str or None
         The run this party is taking part in; set by the first message of the run.
     last_seq : int
         Sequence number of the last message accepted, to refuse replays.
+    channels : fedscore.kit.channel.Channels or None
+        This party's sealed channels to its peers, made on first use (:attr:`channel`).
     """
 
     role: str
@@ -73,6 +46,7 @@ class PartyContext:
     last_seq: int = -1
     last_step: str = None
     last_reply: Message = None
+    channels: Channels = None
 
     @classmethod
     def restore(cls, role, config):
@@ -84,6 +58,25 @@ class PartyContext:
         path = config.get("checkpoint")
         snapshot = load_snapshot(path) if path and config.get("resume") else None
         return cls(role=role, config=dict(config), **(snapshot or {}))
+
+    @property
+    def out(self):
+        """This party's own output folder."""
+        return Path(self.config["out"])
+
+    @property
+    def channel(self):
+        """This party's sealed channels for the run (made on first use)."""
+        if self.channels is None:
+            self.channels = Channels(self.role, self.run_id)
+        return self.channels
+
+    def phase(self, name):
+        """The state a protocol phase left, or a :class:`ProtocolError` saying the step came too early."""
+        try:
+            return self.state[name]
+        except KeyError:
+            raise ProtocolError(f"step out of order: the {name} phase has not started at the {self.role}") from None
 
     def handle(self, step, run_id, seq, message):
         """Check that a request belongs to this run and comes in order, then run its step.
@@ -100,8 +93,9 @@ class PartyContext:
             return self.last_reply
         if seq <= self.last_seq:
             raise ProtocolError(f"replayed or out-of-order message (sequence {seq} after {self.last_seq})")
+        function = step_of(step, self.role)
         self.last_seq, self.last_step, self.last_reply = seq, step, None
-        reply = resolve_step(step)(self, message)
+        reply = function(self, message)
         if reply is None:
             reply = Message()
         if not isinstance(reply, Message):
@@ -110,5 +104,5 @@ class PartyContext:
         if checkpoint:
             self.last_reply = reply
             save_snapshot(checkpoint, {"state": self.state, "run_id": self.run_id, "last_seq": seq,
-                                       "last_step": step, "last_reply": reply})
+                                       "last_step": step, "last_reply": reply, "channels": self.channels})
         return reply

@@ -18,29 +18,31 @@ import json
 import shutil
 import uuid
 
-from ..errors import FedscoreError
+from pathlib import Path
+
+from ..errors import FedscoreError, InputError
 from ..ledger import Ledger
 from ..output import staged_output
-from ..report import write_report
+from ..protocols import drive, options_of
 from . import checkpoint
 from .checkpoint import Journal
 from .coordinator import Coordinator
-from .jobs import resolve_job
 from .local import LocalTransport
 
 ENGINES = ("local", "simulation", "deployment")
 
 
-def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, timeout=600.0, reports=True,
-            resume=False):
+def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, timeout=600.0, resume=False,
+            before_commit=None):
     """Run ``job`` with each party's local files and write everything under ``out_dir``.
 
     Parameters
     ----------
     job : str
-        A name from :data:`fedscore.runtime.jobs.JOBS`.
+        A name from :data:`fedscore.protocols.JOBS`.
     options : dict
-        Public, JSON-serialisable job options (the same for every party).
+        Public, JSON-serialisable job options (the same for every party), as the job's
+        options schema validates them.
     parties : dict of role to dict
         Each party's local configuration, typically ``{"data": path}``; ``"out"`` is
         set here to ``out_dir/<role>``.
@@ -52,13 +54,15 @@ def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, 
         Replace ``out_dir`` if it exists (otherwise an existing folder is refused).
     timeout : float
         Seconds the coordinator waits for a party's reply before stopping the run.
-    reports : bool
-        Write each party's HTML report (and its PNG charts) into its own folder as
-        ``<role>/report.html``, built only from the shared files and that party's folder.
     resume : bool
         Go on from the checkpoint a failed attempt of the same job left in
         ``<out_dir>.checkpoint`` (:mod:`fedscore.runtime.checkpoint`) instead of
         starting afresh.
+
+    before_commit : callable, optional
+        Called with the staging folder once the job succeeded and its files are written,
+        before the folder is moved into place (the library API writes the reports here,
+        so that a run's folder appears complete or not at all).
 
     Returns
     -------
@@ -72,7 +76,10 @@ def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, 
     when the run fails it stays, and the error says how to resume.
     """
     if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+        raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    options = options_of(job).from_dict(options).to_dict()  # refused here, before anything starts
+    # Parties may run in other working directories (deployment): every path is absolute.
+    out_dir = Path(out_dir).absolute()
     with staged_output(out_dir, overwrite=overwrite) as staging:
         folder, run_id = checkpoint.start(out_dir, job=job, options=options, run_id=uuid.uuid4().hex,
                                           resume=resume)
@@ -85,7 +92,7 @@ def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, 
         try:
             summary = _run_engine(engine, job, options, party_configs, ledger_path, run_id, timeout, folder)
         except FedscoreError as exc:
-            if (folder / checkpoint.JOURNAL_FILE).exists():
+            if (folder / checkpoint.JOURNAL_FILE).exists() and not isinstance(exc, InputError):
                 exc.args = (f"{exc}; the rounds completed so far are kept in {folder}: "
                             f"run the same command again with --resume to go on from there",)
             else:
@@ -93,9 +100,8 @@ def run_job(job, options, parties, out_dir, *, engine="local", overwrite=False, 
             raise
         shutil.copyfile(ledger_path, staging / "ledger.jsonl")
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if reports:
-            for role in parties:
-                write_report(staging, staging / role, party=role, title=f"fedscore {job}", name="report")
+        if before_commit is not None:
+            before_commit(staging)
     checkpoint.finish(folder)
     return summary
 
@@ -117,6 +123,6 @@ def _run_local(job, options, party_configs, ledger_path, run_id, timeout, folder
     try:
         coordinator = Coordinator(LocalTransport(party_configs), ledger, run_id=run_id, timeout=timeout,
                                   journal=Journal(folder, run_id))
-        return resolve_job(job)(coordinator, dict(options))
+        return drive(coordinator, job, options)
     finally:
         ledger.close()

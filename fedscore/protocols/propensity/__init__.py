@@ -1,0 +1,1 @@
+"""Joint propensity scoring: vertical logistic regression on brand and media features, ``protocols/propensity.md``."""

@@ -1,0 +1,179 @@
+"""What the brand and the media of a propensity run compute alike.
+
+Neither party's module imports the other's; both import this one. It holds the values
+both must agree on without sending them: the public bounds every masked release is
+sized from (computed by each party from sizes and quantiles both hold), the labels the
+peer channel binds payloads to, the label-DP parameters derived from the run's options,
+the rule that picks the weights kept after training, and the constants of the private
+ranking.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+from ... import dp
+from ...errors import ProtocolError
+from ...kit.encoder import FeatureEncoder
+from ...kit.inputs import read_inputs
+from ...kit.model import ModelFile
+from ...params import LABEL_DP_CLIP_NORM
+from ..psi.party import Matched
+from ..vertical_lr import encoded_column_bound, split_product_bound
+
+CONVERGENCE_TOL = 1e-4
+"""Training stops early when both parties' last steps are shorter than this (L2 norm of
+the weight change): each party reports only whether its own step was."""
+
+RELEASE_RESERVE = 64
+"""Extra values in a CKKS key's release budget beyond the releases planned."""
+
+RANK_SCALE_BITS = (4, 16)
+"""The order-preserving map ``a z + b`` draws ``log2 a`` uniformly in ``[4, 16]`` (``a``
+log-uniform in ``[2^4, 2^16]``, so that every octave of scale is as likely and the
+spread of the values the media decrypts does not pin the scale down) and ``b`` uniformly
+in ``±2^RANK_OFFSET_BITS``."""
+
+RANK_OFFSET_BITS = 24
+
+RANK_LOGIT_LIMIT = 2.0**6
+"""Each partial logit is clipped to ``±64`` before ranking, so that the bound the media
+decrypts the masked scores against is a public constant. ``σ(±64)`` is within 1e-27 of
+0 or 1: only users whose partial logit is that extreme can change places."""
+
+# Labels of the payloads sealed on the parties' channel (the step each belongs to): the
+# sealer and the opener must use the same one, and a payload opens under its own only.
+LABEL_TERM = "propensity.label_term"
+BRAND_GRADIENT = "propensity.media_round"
+MEDIA_GRADIENT = "propensity.brand_update"
+RANKS = "propensity.rank_reveal"
+
+
+def quantile_label(epoch):
+    """The channel label of an epoch's quantiles: a payload cannot be replayed into another epoch."""
+    return f"propensity.quantiles.{epoch}"
+
+
+# --- what both parties hold after loading ---------------------------------------------------
+
+def encode_matched(party, options):
+    """Read and validate this party's table; encode the matched users' rows in PSI's shared order.
+
+    The encoder is fitted on the party's whole table (every public bound below relies on
+    it: :func:`fedscore.protocols.vertical_lr.encoded_column_bound`).
+
+    Returns
+    -------
+    psi : fedscore.protocols.psi.party.Matched
+    inputs : fedscore.kit.inputs.PartyInputs
+    encoder : fedscore.kit.encoder.FeatureEncoder
+    encoded : numpy.ndarray, shape (matched users, features)
+    """
+    psi = party.phase("psi")
+    if not isinstance(psi, Matched):
+        raise ProtocolError("propensity needs PSI in both mode first: the matched users in one shared order")
+    inputs = read_inputs(options, party.role, party.config)
+    encoder = FeatureEncoder(inputs.table.path).fit(inputs.table, inputs.feature_columns)
+    return psi, inputs, encoder, encoder.transform(inputs.table, rows=psi.rows)
+
+
+@dataclass(frozen=True)
+class LabelDP:
+    """The run's label-DP parameters, derived alike by both parties from the public options.
+
+    One Gaussian release of the label aggregate ``[X_b, 1, X_m]ᵀ(w ⊙ y)``: with both
+    parties' rows clipped to ``C`` (:data:`fedscore.params.LABEL_DP_CLIP_NORM`), changing one
+    user's label moves it by at most ``sqrt(C² + 1 + C²)`` in L2 norm, the sensitivity.
+    """
+
+    epsilon: float
+    delta: float
+    clip_norm: float
+    sensitivity: float
+    noise_multiplier: float
+    noise_std: float
+    releases: int = 1
+
+    @classmethod
+    def of(cls, options):
+        """The parameters of ``options`` (a :class:`PropensityOptions`), or None without label DP."""
+        if options.label_dp_epsilon is None:
+            return None
+        sensitivity = math.sqrt(2 * LABEL_DP_CLIP_NORM**2 + 1)
+        multiplier = dp.noise_multiplier(options.label_dp_epsilon, 1, options.label_dp_delta)
+        return cls(epsilon=options.label_dp_epsilon, delta=options.label_dp_delta, clip_norm=LABEL_DP_CLIP_NORM,
+                   sensitivity=sensitivity, noise_multiplier=multiplier, noise_std=multiplier * sensitivity)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def training_rows(encoded, label_dp):
+    """The rows a party trains on: its encoded rows, clipped to the label-DP norm when the run has label DP."""
+    return encoded if label_dp is None else dp.clip_rows(encoded, label_dp.clip_norm)
+
+
+# --- public bounds ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sizes:
+    """The sizes every public bound derives from; both parties hold the same ones after ``make_key``."""
+
+    matched: int
+    training: int
+    brand_table: int
+    media_table: int
+
+
+def brand_gradient_bound(sizes, quantiles):
+    """Public bound on the brand's masked release: its gradient and the validation Brier score.
+
+    The gradient's columns are brand features over training users (:func:`
+    fedscore.protocols.vertical_lr.encoded_column_bound`), the Brier column is at most one
+    per matched user; the coefficients and ``u`` are bounded from the quantiles.
+    """
+    column = max(encoded_column_bound(sizes.training, sizes.brand_table), sizes.matched)
+    return split_product_bound(column, quantiles)
+
+
+def media_gradient_bound(sizes, quantiles):
+    """Public bound on the media's gradient: media features over every matched user."""
+    return split_product_bound(encoded_column_bound(sizes.matched, sizes.media_table), quantiles)
+
+
+def label_term_bound(sizes):
+    """Public bound on the media's part of the label aggregate ``X_mᵀ(w ⊙ y)``, with ``w ⊙ y`` in {0, 1}."""
+    return encoded_column_bound(sizes.matched, sizes.media_table)
+
+
+def rank_release_bound(exact_scores):
+    """Public bound on ``|a (z_b + z_m) + b|`` with both partial logits clipped to :data:`RANK_LOGIT_LIMIT`."""
+    if exact_scores:
+        return 2 * RANK_LOGIT_LIMIT
+    return 2.0 ** RANK_SCALE_BITS[1] * 2 * RANK_LOGIT_LIMIT + 2.0 ** RANK_OFFSET_BITS
+
+
+# --- the model each party keeps -------------------------------------------------------------
+
+def kept_weights(optimizer, evaluated, best_epoch):
+    """The weights a party's block of the model keeps after training.
+
+    ``evaluated`` are the look-ahead weights the best epoch's validation score measured.
+    When that epoch is the last one trained, the score was still improving and its step
+    is kept too (the weights after it, which no score measured); otherwise training went
+    on past the best epoch and its evaluated weights are restored. Both parties apply
+    the rule to the same best epoch, so their blocks stay from the same model.
+    """
+    return optimizer.weights_ if best_epoch == optimizer.n_steps_ - 1 else evaluated
+
+
+def save_model(party, encoder, coef, intercept, label_dp, training):
+    """Write this party's half of the joint model to ``<out>/model.json``; return it.
+
+    A half scores nothing alone (:attr:`fedscore.kit.model.ModelFile.scorable` is False):
+    its :meth:`~fedscore.kit.model.ModelFile.logits` are the party's partial logits, which
+    the ranking adds under encryption.
+    """
+    model = ModelFile(kind="propensity", party=party.role, encoder=encoder, coef=coef, intercept=intercept,
+                      clip_norm=None if label_dp is None else label_dp.clip_norm, training=training)
+    model.save(party.out / "model.json")
+    return model

@@ -1,0 +1,1 @@
+"""Private set intersection between the brand and the media: ``protocols/psi.md``."""
