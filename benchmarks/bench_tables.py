@@ -18,11 +18,19 @@ sample), with the same figure just after the imports reported as the floor under
 Seconds are the median of the repeats, from the file name to the encoded float64 array.
 Both paths' encoded tables are compared (column sums and the first rows).
 
+A second table times a command on a bad input, from its start to its one-line error: the
+lookalike on the shipped demo data with one malformed media cell, on this checkout and on
+the commit before the kit (``BEFORE_REV``, checked out into a temporary git worktree and
+put first on ``PYTHONPATH``), with the engines each defaulted to; and whether it left a
+checkpoint (holding secret keys) behind.
+
 Run: ``python benchmarks/bench_tables.py`` (``--smoke`` for tiny sizes).
 """
 
+import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,6 +58,9 @@ TARGET_SPEEDUP = 3.0  # the kit at least this many times faster than the string 
 CATEGORIES = (3, 5, 8, 12)  # distinct values of the text columns, in turn
 GENERATION_ROWS = 200_000  # rows generated and written at a time
 COMPARED_ROWS = 1_000  # leading encoded rows compared between the two paths
+BEFORE_REV = "3d0e3e0"  # the last commit before the kit: every table read as strings, no input check up front
+BAD_INPUT_REPEATS = 3
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # --- the tables -------------------------------------------------------------------------------
@@ -187,6 +198,81 @@ def agree(first, second):
                 and np.allclose(first["head"], second["head"], rtol=0, atol=1e-12))
 
 
+# --- a bad input: how long until the user hears of it -------------------------------------------
+
+@contextlib.contextmanager
+def source_tree(rev):
+    """``None`` for this checkout, else a temporary git worktree of ``rev`` (removed afterwards)."""
+    if rev is None:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="bench-tables-before-"))
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder / "tree"), rev],
+                   check=True, capture_output=True)
+    try:
+        yield folder / "tree"
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder / "tree")],
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bad_input_files(folder):
+    """The shipped seed list, and the shipped media table with one malformed cell (row 12 of the file)."""
+    import pandas as pd
+
+    data = ROOT / "fedscore" / "data"
+    media = pd.read_csv(data / "bank_media.csv", dtype=str, keep_default_na=False)
+    media.loc[10, "campaign"] = "n/a"
+    media.to_csv(folder / "media.csv", index=False)
+    shutil.copyfile(data / "bank_seed.csv", folder / "seed.csv")
+    return folder / "seed.csv", folder / "media.csv"
+
+
+def time_bad_input(tree, seed, media, engine, folder, repeats):
+    """Median seconds from starting ``fedscore lookalike`` to its error, the error and whether a checkpoint stayed."""
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    command = [sys.executable, "-c", "import sys; from fedscore.cli import main; sys.argv[0] = 'fedscore'; main()",
+               "lookalike", "--seed", str(seed), "--media", str(media), "--id-column", "uid", "--out",
+               str(folder / "out"), "--engine", engine]
+    seconds, error, left = [], "", False
+    for _ in range(repeats):
+        shutil.rmtree(folder / "out", ignore_errors=True)
+        shutil.rmtree(folder / "out.checkpoint", ignore_errors=True)
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=folder, timeout=600)
+        seconds.append(time.perf_counter() - start)
+        error = (done.stderr.strip().splitlines() or [""])[-1]
+        left = left or (folder / "out.checkpoint").exists()
+        if done.returncode == 0:
+            raise SystemExit("the bad input was accepted")
+    return statistics.median(seconds), error, left
+
+
+def bad_input_table(smoke):
+    rows = []
+    runs = [("this checkout", None, "local"), ("this checkout", None, "simulation")]
+    if not smoke:
+        runs += [(f"before the kit ({BEFORE_REV})", BEFORE_REV, "local"),
+                 (f"before the kit ({BEFORE_REV})", BEFORE_REV, "simulation")]
+    repeats = 1 if smoke else BAD_INPUT_REPEATS
+    with tempfile.TemporaryDirectory(prefix="bench-bad-input-") as tmp:
+        folder = Path(tmp)
+        seed, media = bad_input_files(folder)
+        for label, rev, engine in runs:
+            with source_tree(rev) as tree:
+                seconds, error, left = time_bad_input(tree, seed, media, engine, folder, repeats)
+            print(f"bad input, {label}, {engine}: {seconds:.2f} s, checkpoint left: {left}")
+            rows.append([label, engine, repeats, round(seconds, 2), "yes" if left else "no",
+                         "--resume" in error, error.split(": ", 1)[-1][:90]])
+    return {"title": "A bad input: seconds from the command's start to its one-line error (lookalike, demo data, "
+                     "one malformed media cell)",
+            "columns": ["code", "engine", "repeats", "seconds", "checkpoint left", "advises --resume", "error"],
+            "rows": rows}
+
+
 def main():
     if sys.argv[1:2] == ["--child"]:
         run_child(*sys.argv[2:5])
@@ -239,13 +325,15 @@ def main():
         f"{', '.join(map(str, CATEGORIES))} values. CSV written by pyarrow, Parquet in row groups of "
         f"{GENERATION_ROWS:,} rows.",
     ]
+    notes.append("Bad input: wall seconds of the whole command (interpreter start and imports included), median of "
+                 "the repeats; before the kit the command's default engine was simulation, now it is local.")
     table = {
         "title": "Reading, validating and encoding a party's table: strings (before) and the typed kit (after)",
         "columns": ["table", "path", "format", "rows", "columns", "features", "file MiB", "float64 MiB", "repeats",
                     "seconds", "peak RSS MiB", "above imports MiB", "peak / float64", "speed-up", "agree"],
         "rows": rows_out,
     }
-    path = write_results("tables", args.out, [table], notes, smoke=args.smoke)
+    path = write_results("tables", args.out, [table, bad_input_table(args.smoke)], notes, smoke=args.smoke)
     print(f"wrote {path}")
 
 

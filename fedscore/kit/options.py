@@ -171,6 +171,29 @@ class Options:
         return getattr(self, name)
 
 
+@dataclasses.dataclass(frozen=True)
+class EncodingOptions(Options):
+    """The options of every job whose parties encode feature columns: how rare values and outliers are limited.
+
+    Each party applies them to its own rows (:class:`fedscore.kit.encoder.FeatureEncoder`);
+    the model file records them, so that scoring encodes as training did.
+    """
+
+    min_category_count: int | None = option(
+        None, "Text values held by fewer rows than this (at each party, on its own rows) are merged into one "
+        "'<other>' column, so that no released aggregate stands for a handful of users.", low=1)
+    outlier_quantile: float | None = option(
+        None, "Numeric values are limited to the [q, 1 - q] quantiles of the party's own rows before they are "
+        "standardised, so that no outlying user dominates an aggregate.", low=0, high=0.5, high_open=True)
+
+    def encoder(self, path=None):
+        """A :class:`~fedscore.kit.encoder.FeatureEncoder` with these limits (imported here: it is heavy)."""
+        from .encoder import FeatureEncoder
+
+        return FeatureEncoder(path, min_category_count=self.min_category_count,
+                              outlier_quantile=self.outlier_quantile)
+
+
 def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
 
@@ -256,8 +279,12 @@ def _check_range(name, value, meta):
 # --- the two surfaces ---------------------------------------------------------------------
 
 def cli_fields(schema):
-    """The fields of ``schema`` offered on the command line, in declaration order."""
-    return [f for f in dataclasses.fields(schema) if not f.metadata["hidden"]]
+    """The fields of ``schema`` offered on the command line: the job's own first, then inherited ones."""
+    def depth(field):
+        return next(i for i, cls in enumerate(schema.__mro__) if field.name in cls.__dict__.get("__annotations__", {}))
+
+    fields = [f for f in dataclasses.fields(schema) if not f.metadata["hidden"]]
+    return sorted(fields, key=depth)
 
 
 def click_options(schema):

@@ -103,7 +103,7 @@ def load_features(party, msg):
         raise ProtocolError("lookalike step out of order: labelled PSI has not run at the media")
     inputs = read_inputs(options, party.role, party.config)
     rows = np.asarray(psi.rows, dtype=np.int64)
-    encoder = FeatureEncoder(inputs.table.path)
+    encoder = options.encoder(inputs.table.path)
     encoded = encoder.fit_transform(inputs.table, inputs.feature_columns, rows=rows)
     features = dp.clip_rows(encoded, DP_CLIP_NORM) if options.label_dp_epsilon is not None else encoded
     party.state["lookalike"] = MediaState(

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ...errors import InputError
-from ...kit.options import SURFACE, Options, TableSpec, argument, option
+from ...kit.options import EncodingOptions, SURFACE, TableSpec, argument, option
 from ...kit.sizes import parse_sizes
 from ...params import DEFAULT_L2, DP_DELTA, ID_KINDS, MIN_SEED_SIZE
 
@@ -27,7 +27,7 @@ DEFAULT_AUDIENCE_SIZES = ("1%", "5%", "10%")
 
 
 @dataclass(frozen=True)
-class LookalikeOptions(Options):
+class LookalikeOptions(EncodingOptions):
     """Hidden-seed lookalike: the media trains on the brand's seed flags without seeing them."""
 
     job = "lookalike"

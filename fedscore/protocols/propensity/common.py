@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 
 from ... import dp
 from ...errors import ProtocolError
-from ...kit.encoder import FeatureEncoder
 from ...kit.inputs import read_inputs
 from ...kit.model import ModelFile
 from ...params import LABEL_DP_CLIP_NORM
@@ -72,7 +71,7 @@ def encode_matched(party, options):
     if not isinstance(psi, Matched):
         raise ProtocolError("propensity needs PSI in both mode first: the matched users in one shared order")
     inputs = read_inputs(options, party.role, party.config)
-    encoder = FeatureEncoder(inputs.table.path).fit(inputs.table, inputs.feature_columns)
+    encoder = options.encoder(inputs.table.path).fit(inputs.table, inputs.feature_columns)
     return psi, inputs, encoder, encoder.transform(inputs.table, rows=psi.rows)
 
 

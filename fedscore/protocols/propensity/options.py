@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ...errors import InputError
-from ...kit.options import Options, TableSpec, argument, option
+from ...kit.options import EncodingOptions, TableSpec, argument, option
 from ...kit.sizes import parse_size
 from ...params import DEFAULT_L2, DP_DELTA, ID_KINDS, PSI_MIN_INTERSECTION
 
@@ -34,7 +34,7 @@ DEFAULT_TOP = "10%"
 
 
 @dataclass(frozen=True)
-class PropensityOptions(Options):
+class PropensityOptions(EncodingOptions):
     """Joint propensity: vertical logistic regression with the labels at the brand, private ranks out."""
 
     job = "propensity"

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from ...kit.options import Options, TableSpec, option
+from ...kit.options import EncodingOptions, TableSpec, option
 from ...params import ID_KINDS, MIN_SEGMENT_SIZE, PSI_MIN_INTERSECTION
 
 DEFAULT_N_INIT = 10
@@ -26,7 +26,7 @@ iterations, within 1.6 % (mean)."""
 
 
 @dataclass(frozen=True)
-class SegmentOptions(Options):
+class SegmentOptions(EncodingOptions):
     """Split the users the brand and the media share into ``k`` personas, on both parties' features."""
 
     job = "segment"

@@ -113,7 +113,7 @@ def setup(party, msg):
     options = SegmentOptions.from_dict(msg["options"])
     matched = party.phase("psi")
     inputs = read_inputs(options, party.role, party.config)
-    encoder = FeatureEncoder(inputs.table.path).fit(inputs.table, inputs.feature_columns, rows=matched.rows)
+    encoder = options.encoder(inputs.table.path).fit(inputs.table, inputs.feature_columns, rows=matched.rows)
     features = encoder.transform(inputs.table, rows=matched.rows)
     he_key = create_context("ckks")
     party.state["segment"] = SegmentState(
