@@ -29,11 +29,13 @@ from _common import SHARED_DATA, parse_args, write_results  # noqa: E402
 from fedscore.api.lookalike import lookalike  # noqa: E402
 from fedscore.kit.table import PartyTable  # noqa: E402
 from fedscore.metrics import auc  # noqa: E402
+from fedscore.kit.release import Expected, KeyOwner  # noqa: E402
+from fedscore.protocols.lookalike.bounds import aggregate_terms  # noqa: E402
 from fedscore.protocols.lookalike.media import holdout_mask  # noqa: E402
 from fedscore.protocols.lookalike.options import HOLDOUT_FRACTION  # noqa: E402
 from fedscore.protocols.vertical_lr import (  # noqa: E402
     create_key, encoded_column_bound, encrypt_scaled, encrypted_product, fit_from_aggregate, hide_slots, mask,
-    message_bound, unmask,
+    masked_release_bound, product,
 )
 
 MEDIA_COLUMNS = ["contact", "day", "month", "campaign", "pdays", "previous", "poutcome"]
@@ -111,19 +113,24 @@ def epoch_speed(rows, features, repeats=1):
         design = np.hstack([x, np.ones((rows, 1))])
         design[held] = 0.0
         public_bound = encoded_column_bound(int((~held).sum()), rows)
-        product, shift, bound = timed("media: Xᵀ[[y]]", lambda: encrypted_product(labels, design, 1.0,
-                                                                                   bound=public_bound))
-        masked, mask_values, release_bound = timed("media: mask", lambda: mask(product, bound))
+        aggregate, shift, bound = timed("media: Xᵀ[[y]]", lambda: encrypted_product(labels, design, 1.0,
+                                                                                     bound=public_bound))
+        masked, record = timed("media: mask", lambda: mask(aggregate, bound, shift))
         wire = timed("media: serialise", lambda: masked.to_bytes())
-        released = timed("brand: decrypt_release", lambda: brand_key.decrypt_release(
-            brand_key.load_vector(wire), release_bound, message_bound("ckks", 1.0)))
-        aggregate = unmask(released, mask_values, shift)
+        expected = Expected("aggregate", count=features + 1, bound=masked_release_bound("ckks", public_bound),
+                            product=product("ckks", public_bound, rows, aggregate_terms(rows)))
+        released = timed("brand: checked release", lambda: KeyOwner(brand_key, {"aggregate": 1}).release(
+            wire, expected))
+        aggregate = record.remove(released)
         exact = design.T @ y
         weights, n_iter = timed("media: local fit", lambda: fit_from_aggregate(x[~held], aggregate))
         holdout_matrix = np.zeros((rows, 6))
         holdout_matrix[held] = rng.random((held.sum(), 6))
-        timed("media: held-out aggregates", lambda: hide_slots(
-            encrypted_product(labels, holdout_matrix, 1.0, bound=int(held.sum()))[0], 2.0**36).to_bytes())
+        def held_out_aggregates():
+            held_out, held_shift, _ = encrypted_product(labels, holdout_matrix, 1.0, bound=int(held.sum()))
+            return hide_slots(held_out, 2.0**held_shift).to_bytes()
+
+        timed("media: held-out aggregates", held_out_aggregates)
     per_epoch = {k: round(v / repeats, 2) for k, v in timings.items()}
     per_epoch["total"] = round(sum(per_epoch.values()), 2)
     return per_epoch, {"wire MB": round(len(wire) / 1e6, 1), "labels MB": round(len(blob) / 1e6, 1),

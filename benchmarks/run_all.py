@@ -44,6 +44,8 @@ PSI_TARGET_IDS = 1_000_000
 AUC_TOLERANCE = 0.005
 AUC_DIGITS = 4  # the benchmarks round AUCs to 4 decimals
 ARI_TARGET = 0.95
+ATTACK_AUC_TARGET = 0.6
+ATTACK_DEFAULTS_SETTING = "defaults"  # bench_attacks.py names the run at the default options "defaults (...)"
 SCORING_TARGET_M_ROWS_PER_MINUTE = 10.0
 
 MET, MISSED, NOT_MEASURED = "met", "missed", "not measured"
@@ -169,6 +171,20 @@ def auc_target(file_name, label, federated, central, keep=None):
     return evaluate
 
 
+def attack_target(results):
+    """The strongest attack's AUC on rare users at the default options, against ``ATTACK_AUC_TARGET``."""
+    columns = ["job", "recovered", "setting", "alone in a category: attack AUC", "numeric outlier: attack AUC"]
+    rows = rows_with(results, "attacks.json", columns)
+    if rows is None:
+        return "no result", NOT_MEASURED
+    rows = [r for r in rows if str(r["setting"]).startswith(ATTACK_DEFAULTS_SETTING)]
+    if not rows:
+        return "no run at the default options", NOT_MEASURED
+    worst, where = max((max(r["alone in a category: attack AUC"], r["numeric outlier: attack AUC"]),
+                        f"{r['job']}, {r['recovered']}") for r in rows)
+    return f"largest {worst} over {len(rows)} quantities, on {where}", MET if worst <= ATTACK_AUC_TARGET else MISSED
+
+
 def ari_target(results):
     rows = rows_with(results, "segment.json", ["data", "ARI"])
     if rows is None:
@@ -204,10 +220,15 @@ TARGETS = (
      auc_target("propensity.json", "data", "federated AUC", "central joint AUC")),
     (f"Horizontal LR: federated AUC within {AUC_TOLERANCE} of central", "horizontal.json",
      auc_target("horizontal.json", "data", "federated AUC", "centralised sklearn AUC")),
-    (f"Every capability on bank, default_credit, breast and wholesale: federated AUC within {AUC_TOLERANCE} of "
-     "central (without DP)", "quality.json",
+    (f"Every capability on bank, default_credit, breast and wholesale at its default options (label DP, limits): "
+     f"federated AUC within {AUC_TOLERANCE} of central without DP or limits", "quality.json",
      auc_target("quality.json", ("capability", "data"), "federated AUC", "central AUC",
-                keep=lambda row: "DP" not in str(row["capability"]))),
+                keep=lambda row: "label DP" not in str(row["capability"]))),
+    (f"The same, opted out (no label DP, no limits): federated AUC within {AUC_TOLERANCE} of central",
+     "quality.json", auc_target("quality.json", ("capability", "data"), "federated AUC, opted out", "central AUC")),
+    (f"Privacy at default options: no attack recovers the seed membership, labels or training membership of users "
+     f"alone in a category or with an outlying value better than AUC {ATTACK_AUC_TARGET}", "attacks.json",
+     attack_target),
     (f"KMeans: ARI ≥ {ARI_TARGET} against central scikit-learn", "segment.json", ari_target),
     (f"Scoring: ≥ {SCORING_TARGET_M_ROWS_PER_MINUTE:.0f}M rows per minute per party", "scoring.json",
      scoring_target),

@@ -13,7 +13,8 @@ Bank Marketing data (see ``fedscore/data/README.md``). The demo runs, one after 
 Each phase is an ordinary job run as the library runs it (:func:`fedscore.api._run.run`:
 every party's input checked first, then the run, then each party's report), with its own
 run folder; a phase whose protocol is not part of this installation is skipped and said so. At the
-end one report per party is written, built only from what that party holds.
+end one report per party is written over every phase, each shown as its command's own page shows
+it (:mod:`fedscore.report.jobs`), built only from what that party holds.
 
 Examples
 --------
@@ -28,7 +29,7 @@ import importlib.util
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
@@ -38,9 +39,9 @@ import pandas as pd
 from .api import ENGINE, run
 from .errors import FedscoreError
 from .output import staged_output
-from .params import DEMO_OUT, MIN_SEGMENT_SIZE
+from .params import DEMO_OUT
 from .protocols import JOBS, options_of
-from .report import persona_section, write_report
+from .report import write_report
 
 DATA_FILES = {"brand": "bank_brand.csv", "media": "bank_media.csv", "seed": "bank_seed.csv"}
 """The shipped demo files, in the package's ``data`` folder."""
@@ -88,23 +89,19 @@ class Phase:
         ``tables(data) -> {role: path}``: each party's own file.
     options : callable
         ``options(small) -> dict``: the job's public options.
-    report : callable, optional
-        ``report(run_dir, role, data) -> partial report``: sections built from *that
-        role's* output folder and input file only (see :mod:`fedscore.report.sections`).
     headline : callable, optional
         ``headline(summary, run_dir) -> str``: the phase's one-line result for the summary
         table printed to whoever ran the demo (who, here, plays every party).
-    learned : dict
-        Role → plain statements of what the protocol lets that role learn (from its spec).
+
+    Each party's page shows a phase as every command's page shows its job
+    (:mod:`fedscore.report.jobs`): from that party's own folder only.
     """
 
     name: str
     title: str
     tables: object
     options: object = lambda small: {}
-    report: object = None
     headline: object = None
-    learned: dict = field(default_factory=dict)
 
     @property
     def available(self):
@@ -121,25 +118,10 @@ def _both_tables(data):
     return {"brand": data.brand, "media": data.media}
 
 
-def _read_csv(path):
-    return pd.read_csv(path, dtype=str, keep_default_na=False) if Path(path).is_file() else None
-
-
-# --- What each phase shows: read from one party's own output folder only ---------------------
+# --- The one-line result of each phase, for whoever ran the demo ------------------------------
 
 def _psi_headline(summary, run_dir):
     return f"{summary['intersection']:,} in common"
-
-
-def _psi_report(run_dir, role, data):
-    own = _read_json(Path(run_dir) / role / "psi_report.json")
-    if not own:
-        return {}
-    common, peer = own.get("intersection"), own.get("peer_set_size")
-    facts = [["people in both lists (private ID matching)", common],
-             [f"size of the {'media' if role == 'brand' else 'brand'}'s list", peer]]
-    kpis = [[f"{common:,}", "people in both lists"]] if isinstance(common, int) else []
-    return {"facts": [f for f in facts if f[1] is not None], "kpis": kpis}
 
 
 LOOKALIKE_AUDIENCES = ["1%", "2%", "5%", "10%", "20%"]
@@ -153,78 +135,11 @@ def _lookalike_headline(summary, run_dir):
     return f"{found}{len(summary['audience_sizes'])} audiences"
 
 
-def _lookalike_report(run_dir, role, data):
-    """Brand: held-out quality from its aggregate report. Media: the audiences it selected."""
-    if role == "media":
-        audiences = sorted(Path(run_dir, role).glob("audience_*.csv"), key=lambda p: _size_order(p.stem))
-        facts = [[f"lookalike audience {p.stem[len('audience_'):].replace('_', '.').replace('pct', ' %')}",
-                  f"{len(_read_csv(p)):,} users"] for p in audiences]
-        return {"facts": facts}
-    report = _read_json(Path(run_dir) / role / "report.json")
-    if not report or "holdout" not in report:
-        return {}
-    holdout = report["holdout"]
-    rows, seeds = holdout["rows"], holdout["seed_members"]
-    rate = seeds / rows if rows else float("nan")
-    audiences = [{"size": "top " + a["size"].replace("_", ".").replace("pct", " %"), "count": a["holdout_count"],
-                  "precision": a["precision"], "recall": a["recall"],
-                  "lift": a["precision"] / rate if rate else float("nan")} for a in holdout["audiences"]]
-    fractions = [a["holdout_count"] / rows for a in holdout["audiences"]]
-    section = {
-        "name": "Hidden-seed lookalike: seed members found among held-out media users",
-        "held_by": role, "short": "lookalike, held out", "label": "lookalike model", "auc": holdout["auc"],
-        "rows": rows, "positives": seeds,
-        "population": "held-out media users", "positives_label": "seed members among them",
-        "lift_at_10pct": next((a["lift"] for a, f in zip(audiences, fractions) if abs(f - 0.1) < 0.005), None),
-        "gain": {"fraction": fractions, "gain": [a["recall"] for a in audiences]},
-        "audiences": audiences,
-        "note": ("The media trained on seed labels it could not read and scored its whole audience; the brand "
-                 "received only these held-out aggregates. " + report.get("notes", "")).strip(),
-    }
-    facts = [["seed members found in the media's audience", report.get("matched_seed")]]
-    return {"scoring": [section], "facts": [f for f in facts if f[1] is not None]}
-
-
-def _size_order(stem):
-    label = stem.split("_", 1)[-1]
-    try:
-        return float(label.replace("pct", "").replace("_", "."))
-    except ValueError:
-        return float("inf")
-
-
 def _propensity_headline(summary, run_dir):
     report = _read_json(Path(run_dir) / "brand" / "report.json") or {}
     auc = report.get("validation", {}).get("auc")
     found = f"validation AUC {auc:.3f}, " if auc is not None else ""
     return f"{found}{report.get('scored_users', 0):,} scored"
-
-
-def _propensity_report(run_dir, role, data):
-    """Brand: validation quality of the joint model, against what its own columns achieve alone."""
-    if role != "brand":
-        return {}
-    report = _read_json(Path(run_dir) / role / "report.json")
-    if not report or "validation" not in report:
-        return {}
-    validation = report["validation"]
-    section = {
-        "name": "Joint propensity: brand and media features, validated on the brand's held-back customers",
-        "short": "joint propensity, validation", "held_by": role, "label": "joint model (brand + media)",
-        "auc": validation.get("auc"), "ks": validation.get("ks"), "lift_at_10pct": validation.get("lift_at_10pct"),
-        "rows": validation.get("users"), "positives": validation.get("positives"),
-        "population": "validation customers", "positives_label": "of them subscribed",
-        "gain": validation.get("gain"), "audiences": validation.get("audiences") or [],
-        "compare": _brand_alone(data),
-        "note": (f"Trained on {report.get('training_users', 0):,} of the {report.get('matched_users', 0):,} customers "
-                 "both parties know, without either seeing the other's columns; the media never saw a label, the "
-                 "brand never saw a media value or partial score. The brand-alone line is the brand's own model on "
-                 "its own columns (5-fold cross-validation on all its labelled customers, computed locally)."),
-    }
-    top = report.get("top", {})
-    facts = [["customers scored by the joint model", report.get("scored_users")],
-             [f"top {top.get('size', '')} list (customers to target)", top.get("count")]]
-    return {"scoring": [section], "facts": [f for f in facts if f[1] is not None]}
 
 
 def _brand_alone(data):
@@ -245,48 +160,13 @@ def _brand_alone(data):
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
     score = cross_val_predict(LogisticRegression(max_iter=1000), features, y, cv=folds, method="decision_function")
     return [{"label": "brand's columns alone", "auc": auc(y, score), "ks": ks(y, score),
-             "lift_at_10pct": lift_at(y, score, 0.10)}]
+             "lift_at_10pct": lift_at(y, score, 0.10),
+             "note": "The brand's columns alone: the brand's own model on its own columns, 5-fold cross-validated on "
+                     f"all {len(y):,} of its labelled customers, computed locally."}]
 
 
 def _segment_headline(summary, run_dir):
     return f"{summary['released_segments']} personas, {summary['n_iter']} iterations"
-
-
-def _segment_report(run_dir, role, data):
-    """Persona profiles from the party's ``profiles.csv`` (its own means and the peer's released ones)."""
-    profiles = _read_csv(Path(run_dir) / role / "profiles.csv")
-    if profiles is None:
-        return {}
-    released = profiles[profiles["released"].str.lower() == "true"]
-    released = released.iloc[np.argsort(-released["size"].astype(int).to_numpy(), kind="stable")]
-    features = [c for c in profiles.columns if c not in ("segment", "size", "released")]
-    means = released[features].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    scales = _own_scales(run_dir, role, data, features)
-    section = persona_section(
-        "Personas of the customers both know", features, means, released["size"].astype(int).tolist(),
-        scales=scales, held_by=role, labels=[chr(ord("A") + i) for i in range(len(released))],
-        min_size=MIN_SEGMENT_SIZE, suppressed=len(profiles) - len(released),
-        note=f"Federated KMeans on both parties' columns ({PERSONAS} segments). The {role} knows each of its "
-             "segmented customers' persona and, per persona, only the other party's column averages.")
-    return {"personas": [section], "kpis": [[f"{len(released)}", "personas released"]],
-            "facts": [["personas released (segmentation)", f"{len(released)} of {len(profiles)}"]]}
-
-
-def _own_scales(run_dir, role, data, features):
-    """Standard deviation of this party's own numeric columns over the people it segmented."""
-    segments = _read_csv(Path(run_dir) / role / "segments.csv")
-    table = _read_csv(getattr(data, role))
-    if segments is None or table is None:
-        return None
-    rows = table[table[ID_COLUMN].isin(set(segments[ID_COLUMN]))]
-    scales = []
-    for feature in features:
-        owner, _, column = feature.partition(".")
-        if owner == role and "=" not in column and column in rows.columns:
-            scales.append(float(pd.to_numeric(rows[column], errors="coerce").std(ddof=0)))
-        else:
-            scales.append(None)
-    return scales
 
 
 def _read_json(path):
@@ -302,32 +182,14 @@ PHASES = (
         title="Private ID matching",
         tables=_both_tables,
         options=lambda small: {"id_column": ID_COLUMN},
-        report=_psi_report,
         headline=_psi_headline,
-        learned={
-            "brand": ["which of its customers are also the media's, and the size of the media's list."],
-            "media": ["which of its users are also the brand's, and the size of the brand's list."],
-            "coordinator": ["both lists' sizes (rows, distinct, empty, duplicated IDs) and the size of the overlap; "
-                            "the IDs it relayed were blinded with keys it does not hold, or sealed."],
-        },
     ),
     Phase(
         name="lookalike",
         title="Hidden-seed lookalike",
         tables=lambda data: {"brand": data.seed, "media": data.media},
         options=lambda small: {"id_column": ID_COLUMN, "audience_sizes": LOOKALIKE_AUDIENCES, "random_state": 0},
-        report=_lookalike_report,
         headline=_lookalike_headline,
-        learned={
-            "brand": ["which positions of the media's (pseudonymous) list match its seed, and over held-out users "
-                      "the AUC and the seed members found per audience size; no media feature, no model, no score "
-                      "of a named user."],
-            "media": ["the size of the seed list (not how many matched); per feature, its sum over the seed members "
-                      "in its training rows and their number (what the model needs); and, to leave them out of the "
-                      "audiences, which of its top-scored users are seed members."],
-            "coordinator": ["sizes (media users, seed IDs, held-out users) and public parameters; every label, "
-                            "aggregate and flag it relayed was encrypted or sealed. Not how many matched."],
-        },
     ),
     Phase(
         name="propensity",
@@ -335,18 +197,7 @@ PHASES = (
         tables=_both_tables,
         options=lambda small: {"id_column": ID_COLUMN, "label_column": LABEL_COLUMN, "top": "10%", "random_state": 0,
                                **({"epochs": 8} if small else {})},
-        report=_propensity_report,
         headline=_propensity_headline,
-        learned={
-            "brand": ["the customers both know; its own gradient and weights each epoch; per epoch 64 quantiles of "
-                      "the media's partial scores (their spread, not anyone's score); the rank of each customer it "
-                      "asked to score. No media feature, weight or gradient."],
-            "media": ["the users both know (not which are labelled or still to score) and how many the brand ranks; "
-                      "its own gradient and weights; the scores it ranks, shuffled and rescaled, linked to no user. "
-                      "No label and nothing of the brand's model."],
-            "coordinator": ["sizes, public keys and, per epoch, 64 quantiles of the media's partial scores and two "
-                            "convergence flags; every gradient and score it relayed was encrypted or sealed."],
-        },
     ),
     Phase(
         name="segment",
@@ -354,18 +205,7 @@ PHASES = (
         tables=_both_tables,
         options=lambda small: {"id_column": ID_COLUMN, "exclude": [LABEL_COLUMN], "k": PERSONAS,
                                "random_state": 0, "n_init": 2 if small else 4, "max_iter": 20 if small else 40},
-        report=_segment_report,
         headline=_segment_headline,
-        learned={
-            "brand": ["the persona of each customer both know (after every iteration), and per persona of at least "
-                      f"{MIN_SEGMENT_SIZE} people the average of each media column; no media value of any person."],
-            "media": ["the persona of each user both know (after every iteration), and per persona of at least "
-                      f"{MIN_SEGMENT_SIZE} people the average of each brand column; no brand value of any person."],
-            "coordinator": ["sizes (shared users, features per party, segments released), the initial rows' "
-                            "positions, how many restarts still run each round and whether the kept one "
-                            "converged; every distance, assignment, inertia and profile it relayed was encrypted or "
-                            "sealed."],
-        },
     ),
 )
 """The demo's story, in order."""
@@ -473,8 +313,10 @@ def run_demo(out_dir=DEMO_OUT, *, engine=ENGINE, small=False, overwrite=False, p
 def write_demo_reports(out_dir, *, engine=ENGINE, small=False):
     """Write ``report/brand.html`` and ``report/media.html`` from a demo folder's run folders.
 
-    Each party's report reads the runs' shared files, that party's own output folders and
-    its own input file: never the other party's.
+    Each page shows every phase as that phase's command shows it
+    (:func:`fedscore.report.write_report`), read from the runs' shared files and that
+    party's own output folders; the brand's also compares the joint model with what its
+    own columns achieve alone, from its own input file. Never the other party's.
 
     Returns
     -------
@@ -483,24 +325,18 @@ def write_demo_reports(out_dir, *, engine=ENGINE, small=False):
     """
     out_dir = Path(out_dir)
     data = DemoData(**{role: out_dir / "data" / name for role, name in DATA_FILES.items()})
-    phases = [p for p in PHASES if (out_dir / p.name / "summary.json").is_file()]
-    runs = {p.name: out_dir / p.name for p in phases}
+    runs = {p.name: out_dir / p.name for p in PHASES if (out_dir / p.name / "summary.json").is_file()}
     facts = _table_facts(data)
+    compare = {"propensity": _brand_alone(data)} if "propensity" in runs else {}
     reports = {}
     for role in ("brand", "media"):
-        extra = {"facts": facts[role], "kpis": [], "learned": {}, "scoring": [], "personas": []}
-        for phase in phases:
-            for who, statements in phase.learned.items():
-                extra["learned"].setdefault(who, []).extend(f"{phase.name}: {s}" for s in statements)
-            if phase.report is not None:
-                part = phase.report(runs[phase.name], role, data) or {}
-                for key in ("kpis", "facts", "scoring", "personas", "notes"):
-                    extra.setdefault(key, []).extend(part.get(key) or [])
-        extra["notes"] = extra.get("notes", []) + [
+        extra = {"facts": [[label, value, "Own input files, before anything was exchanged"]
+                           for label, value in facts[role]], "notes": [
             f"Run with the {engine} engine{' on the small subset' if small else ''}. "
-            "Data: UCI Bank Marketing (Moro, Cortez & Rita 2014), CC BY 4.0."]
+            "Data: UCI Bank Marketing (Moro, Cortez & Rita 2014), CC BY 4.0."]}
         reports[role] = write_report(runs, out_dir / "report", party=role, title=REPORT_TITLE,
-                                     subtitle=REPORT_SUBTITLE, extra=extra)
+                                     subtitle=REPORT_SUBTITLE, extra=extra,
+                                     compare=compare if role == "brand" else None)
     return reports
 
 

@@ -11,6 +11,10 @@ The accountant is Rényi DP (Mironov, CSF 2017) as implemented by Google's
 ``dp-accounting`` package, the library Flower's own ``RdpAccountant`` wraps. There is no
 subsampling here (each step uses all of a party's rows), so no amplification is claimed.
 
+A party that adds noise owns its guarantee: it sizes the noise itself from its own
+epsilon, delta and count of releases, and counts what it releases against that count
+(:class:`PrivacyBudget`). Nothing that sizes its noise comes from the coordinator or a peer.
+
 Neighbouring datasets differ by *replacing* one row of one party (bounded DP): the row
 counts are public in the protocols that use this module, and replacing a row moves the
 sum of clipped gradients by at most ``2 C`` in L2 norm, the sensitivity used below.
@@ -20,7 +24,7 @@ import math
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, ProtocolError
 from .he.random import gaussian
 from .params import DP_DELTA
 
@@ -29,6 +33,10 @@ REPLACE_ONE_SENSITIVITY = 2.0
 
 _NOISE_BRACKET = (1e-3, 1e6)
 """Search interval for the noise multiplier (accountant calibration)."""
+
+MULTIPLIER_AGREEMENT = 1e-6
+"""Relative difference below which another party's noise multiplier is the same as one's own: the
+calibration is a bracketed root search, whose last digits may differ between library versions."""
 
 
 def _accounting():
@@ -88,8 +96,10 @@ def noise_multiplier(epsilon, releases, delta=DP_DELTA):
 
     Notes
     -----
-    Every party computes this from the same public options, so all parties add noise of
-    the same scale and the coordinator can report the epsilon without seeing any data.
+    A party computes this from its own epsilon, delta and count of releases
+    (:class:`PrivacyBudget`). A coordinator may compute it from the run's options to report
+    the epsilon without seeing any data; in the horizontal protocols a party whose own value
+    differs from the one the coordinator announces stops the run.
     """
     if not (epsilon > 0 and math.isfinite(epsilon)):
         raise InputError(f"DP epsilon must be a positive number, not {epsilon!r}")
@@ -126,3 +136,69 @@ def gaussian_noise(std, size):
     reported here, and is left as a documented limitation.
     """
     return std * gaussian(int(size))
+
+
+class PrivacyBudget:
+    """One party's own Gaussian releases: the noise it calibrated for them, and how many it has made.
+
+    Parameters
+    ----------
+    epsilon, delta : float
+        The party's own guarantee for the run.
+    releases : int
+        The releases the party agreed to make in the run (rounds times steps), from its
+        own options: the noise multiplier is calibrated for exactly that many.
+
+    Attributes
+    ----------
+    noise_multiplier : float
+        Computed here, never taken from another party.
+    spent : int
+        Releases made so far.
+
+    Notes
+    -----
+    A plain object of numbers: a party's state is pickled between steps.
+    """
+
+    def __init__(self, epsilon, releases, delta):
+        self.epsilon, self.delta, self.releases = float(epsilon), float(delta), int(releases)
+        self.noise_multiplier = noise_multiplier(self.epsilon, self.releases, self.delta)
+        self.spent = 0
+
+    def check_claim(self, claimed, source="the coordinator"):
+        """Stop the run unless ``claimed`` (another party's noise multiplier for the run) is this one.
+
+        Raises
+        ------
+        ProtocolError
+            Naming both values: the two sides would report different guarantees.
+        """
+        if claimed is None or not math.isclose(float(claimed), self.noise_multiplier, rel_tol=MULTIPLIER_AGREEMENT):
+            raise ProtocolError(
+                f"{source} announced a DP noise multiplier of {claimed!r}, but this party's own is "
+                f"{self.noise_multiplier:.6g} (epsilon {self.epsilon:g}, delta {self.delta:g}, {self.releases} "
+                "releases): refused")
+
+    def spend(self, count=1, what="a Gaussian release"):
+        """Count ``count`` releases about to be made; refuse any beyond the budget.
+
+        Raises
+        ------
+        ProtocolError
+            When the releases made so far and these exceed the ones the noise was sized for.
+        """
+        if self.spent + count > self.releases:
+            raise ProtocolError(
+                f"{what} would be Gaussian release {self.spent + count} of this party, whose noise is sized for "
+                f"{self.releases} (epsilon {self.epsilon:g}): refused, the budget is spent")
+        self.spent += count
+
+    def epsilon_spent(self):
+        """The epsilon of the releases made so far."""
+        return epsilon_spent(self.noise_multiplier, self.spent, self.delta)
+
+    def summary(self):
+        """What a party reports of its own guarantee (JSON-ready)."""
+        return {"epsilon_budget": self.epsilon, "delta": self.delta, "noise_multiplier": self.noise_multiplier,
+                "releases_budget": self.releases, "releases": self.spent, "epsilon_spent": self.epsilon_spent()}

@@ -62,3 +62,13 @@ def register_step(monkeypatch):
     def register(name, function):
         monkeypatch.setitem(STEPS, name, {ANY_PARTY: function})
     return register
+
+
+@pytest.fixture
+def pinned():
+    """Identities for parties a test builds directly (``PartyContext``): ``pinned({role: config})``
+    gives each config an identity key of its own and pins every party's at every party, as the
+    local engine does; the channel refuses a peer without a pin."""
+    from fedscore.runtime.party import pin_every_party
+
+    return pin_every_party

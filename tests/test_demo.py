@@ -2,13 +2,14 @@
 
 import hashlib
 import json
+import re
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from fedscore.demo import DATA_FILES, PHASES, demo_data_dir, prepare_data, run_demo
-from test_report import PNG_MAGIC, check_self_contained
+from test_report import PNG_MAGIC, check_rendered, check_self_contained, chromium, render  # noqa: F401 (a fixture)
 
 AVAILABLE = [p.name for p in PHASES if p.available]
 needs_a_protocol = pytest.mark.skipif(not AVAILABLE, reason="no demo protocol in this installation")
@@ -55,9 +56,18 @@ QUICK = {"propensity": {"epochs": 3, "paillier_key_bits": 1024}, "segment": {"n_
 """Lighter settings than --small, for a test: short Paillier keys (the library warns), few iterations."""
 
 
+PHASE_SECTIONS = {
+    # phase: (role, a section its command's page shows that role)
+    "psi": ("brand", "people in both lists"),
+    "lookalike": ("brand", "Scoring quality"),
+    "propensity": ("brand", "Scoring quality"),
+    "segment": ("media", "Personas"),
+}
+
+
 @needs_a_protocol
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_demo_end_to_end_in_process(tmp_path):
+def test_demo_end_to_end_in_process(tmp_path, chromium):  # noqa: F811
     out = tmp_path / "demo"
     result = run_demo(out, engine="local", small=True, options={k: v for k, v in QUICK.items() if k in AVAILABLE})
     summary = _check_demo_folder(out)
@@ -69,6 +79,24 @@ def test_demo_end_to_end_in_process(tmp_path):
         assert f"{common:,}" in brand_report
     if "segment" in AVAILABLE:
         assert "Personas" in brand_report and (out / "report" / "brand-personas-1.png").is_file()
+        media_report = (out / "report" / "media.html").read_text(encoding="utf-8")
+        persona_table = re.compile(r"<h3>Personas of the people both parties know.*?(<table>.*?</table>)", re.S)
+        # the same personas, the same story on both parties' pages
+        assert persona_table.search(brand_report).group(1) == persona_table.search(media_report).group(1)
+        assert (out / "report" / "brand-personas-1.png").read_bytes() == \
+            (out / "report" / "media-personas-1.png").read_bytes()
+    # each phase's own page, as its command writes it, names the phase's folder, not a staging folder
+    for name in AVAILABLE:
+        role, section = PHASE_SECTIONS[name]
+        page = (out / name / role / "report.html").read_text(encoding="utf-8")
+        check_self_contained(page)
+        assert section in page and "What each party learned" in page and "staging" not in page
+        assert f"<td>{name}</td>" in page
+    sections = ["Summary", "Privacy ledger", "What each party learned", "Messages by direction"]
+    sections += ["Scoring quality"] if {"lookalike", "propensity"} & set(AVAILABLE) else []
+    sections += ["Personas"] if "segment" in AVAILABLE else []
+    brand_pngs = len(list((out / "report").glob("brand-*.png")))
+    check_rendered(render(chromium, out / "report" / "brand.html", height=3000), sections, brand_pngs)
 
 
 @needs_a_protocol

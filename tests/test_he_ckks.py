@@ -198,3 +198,24 @@ def test_pickle_round_trip_keeps_keys_and_release_count(rng):
 def test_benchmark_smoke(smoke_benchmark):
     tables = smoke_benchmark("he")["tables"]
     assert {row[0] for row in tables[0]["rows"]} == {"ckks", "paillier"}
+
+
+def test_the_key_owner_bounds_the_error_of_a_product_itself(owner, peer, rng):
+    """product_error covers what the producer's vector tracks for any matrix within the public bounds,
+    and the error actually found; a vector declaring more is refused, one declaring less gets the owner's noise."""
+    rows = owner.slots + 300  # two ciphertexts
+    x = rng.uniform(-1, 1, rows)
+    for matrix in (rng.uniform(-1, 1, (rows, 3)), np.eye(rows, 3) * np.sqrt(rows)):  # spread, and one large entry
+        square_sum, largest = float((matrix**2).sum(0).max()), float((matrix**2).max())
+        result = owner.load_vector((peer.encrypt(x).dot(matrix) + np.ones(3)).to_bytes())
+        own = owner.product_error(rows, [(square_sum, largest)], additions=1)
+        assert result.error.base <= own.base and result.error.relative <= own.relative
+        checked = owner.accept(result, own)
+        assert np.max(np.abs(owner.decrypt(checked) - (matrix.T @ x + 1))) <= tracked_bound(checked, 1.0)
+    with pytest.raises(CryptoError, match="not computed as the protocol says"):
+        owner.accept(result, owner.product_error(rows, [(square_sum / 4, largest / 4)], additions=1))
+    lowered = result._derive(result.ciphertexts, type(result.error)())  # a header that declares no error at all
+    loaded = owner.load_vector(lowered.to_bytes())
+    assert owner.release_noise_std(owner.accept(loaded, own), 10.0, 1.0) == owner.release_noise_std(
+        owner.accept(result, own), 10.0, 1.0)
+    assert owner.release_noise_std(loaded, 10.0, 1.0) < owner.release_noise_std(owner.accept(loaded, own), 10.0, 1.0)

@@ -1,3 +1,4 @@
+import math
 import pickle
 import warnings
 
@@ -165,3 +166,29 @@ def test_pickle_and_key_file_round_trip(owner, rng):
         warnings.simplefilter("ignore", UserWarning)
         from_file = load_context(owner.to_bytes(include_secret_key=True), allow_weak_key=True)
     assert np.allclose(from_file.decrypt(from_file.load_vector(restored[0].to_bytes())), x)
+
+
+def test_integer_masks_and_exact_releases(owner, peer, rng):
+    """Integers added at the vector's exponent come back exactly; the bound is checked exactly."""
+    x = rng.uniform(-1, 1, 4)
+    product = peer.encrypt(x).dot(np.eye(4) * 0.5)
+    masks = [int(rng.integers(-2**62, 2**62)) << 60 | 12345 for _ in range(4)]
+    released = owner.release_integers(owner.load_vector(product.add_integers(masks).to_bytes()), 2.0**70)
+    recovered = np.array([math.ldexp(r - m, -product.exponent) for r, m in zip(released, masks)])
+    assert np.max(np.abs(recovered - 0.5 * x)) <= 4 * RESOLUTION
+    with pytest.raises(CryptoError, match="exceed the declared bound"):
+        owner.release_integers(product.add_integers(masks), 1.0)
+
+
+def test_a_selection_is_rerandomised_and_non_ciphertexts_are_refused(owner, peer):
+    """take() re-randomises, so the key owner cannot tell which of its ciphertexts were chosen;
+    a value sharing a factor with n is no ciphertext (its 'decryption' would be a function of the key)."""
+    fresh = owner.encrypt([0.0, 1.0, 0.0])
+    sent = peer.load_vector(fresh.to_bytes())
+    chosen = peer.load_vector(sent.take([1, 1, 0]).to_bytes())
+    assert not set(chosen.ciphertexts) & set(fresh.ciphertexts)
+    assert owner.decrypt(chosen).tolist() == [1.0, 1.0, 0.0]
+    forged = sent.take([0])
+    forged.ciphertexts = [owner._n * 5]
+    with pytest.raises(CryptoError, match="outside the ciphertext space"):
+        owner.load_vector(forged.to_bytes())

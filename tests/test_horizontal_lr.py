@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -8,21 +9,24 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import fedscore
-from fedscore import params
+from fedscore import dp, params
 from fedscore.audit import audit_ledger, read_transcript
-from fedscore.errors import FedscoreError, InputError, PartyError
-from fedscore.keys import PUBLIC_FILE, init_keys, party_key_name
+from fedscore.errors import FedscoreError, InputError, PartyError, ProtocolError
+from fedscore.keys import PUBLIC_FILE, init_keys, load_secret_key, party_key_name
 from fedscore.kit.model import ModelFile, score_file
 from fedscore.ledger import COORDINATOR, Ledger, read_ledger
 from fedscore.metrics import auc
 from fedscore.protocols import drive
 from fedscore.protocols.horizontal import PrivacyWarning
+from fedscore.protocols.horizontal_lr import coordinator as lr_coordinator
+from fedscore.protocols.horizontal_lr import party as lr_party
 from fedscore.protocols.horizontal_lr.options import DP_LOCAL_STEPS, LOCAL_STEPS, HorizontalLROptions
 from fedscore.protocols.horizontal_lr.training import validation_mask
 from fedscore.runtime import coordinator as coordinator_module
+from fedscore.runtime import local as local_engine
 from fedscore.runtime.coordinator import Coordinator
 from fedscore.runtime.local import LocalTransport
-from fedscore.wire import Message
+from fedscore.wire import Field, Message
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SPEC = Path(__file__).resolve().parents[1] / "protocols" / "scoring_horizontal.md"
@@ -78,15 +82,19 @@ def plain_run(parties, keys, tmp_path_factory):
 
 @pytest.mark.integration
 def test_flower_simulation_coordinator_holds_only_ciphertexts(parties, keys, tmp_path):
+    """Through Flower, with DP: each party sizes its noise itself and counts its own releases."""
     out = tmp_path / "run"
-    result = fedscore.horizontal_lr(parties, id_column="id", label_column="y", rounds=2, out=out, key_dir=keys,
-                                    engine="simulation")
+    result = fedscore.horizontal_lr(parties, id_column="id", label_column="y", rounds=2, dp_epsilon=3.0, out=out,
+                                    key_dir=keys, engine="simulation")
     for path in parties:
         scores = pd.read_csv(out / path.stem / "scores.csv", dtype={"id": str})
         assert list(scores["id"]) == list(pd.read_csv(path, dtype=str)["id"])
         assert scores["score"].between(0, 1).all()
         report = json.loads((out / path.stem / "report.json").read_text())
         assert [r["round"] for r in report["rounds"]] == [1, 2]
+        own = report["privacy"]["dp"]
+        assert own["releases"] == own["releases_budget"] == 2 * DP_LOCAL_STEPS and own["epsilon_spent"] <= 3.0
+        assert own["noise_multiplier"] == result.summary["dp"]["noise_multiplier"]
     assert json.loads((out / "model.json").read_text())["feature_names"] == result.feature_names
 
     entries = read_ledger(out / "ledger.jsonl")
@@ -207,18 +215,51 @@ class DroppingTransport:
         return (request.role, round_) in self.lost
 
 
-def run_with_dropouts(parties, keys, tmp_path, lost, min_parties):
+class RewritingTransport:
+    """A coordinator that changes what it sends: ``rewrite(step, fields)`` edits each request's decoded fields."""
+
+    def __init__(self, inner, rewrite):
+        self.inner, self.rewrite = inner, rewrite
+
+    @property
+    def roles(self):
+        return self.inner.roles
+
+    def exchange(self, requests, timeout=None):
+        return self.inner.exchange([self._rewritten(r) for r in requests], timeout)
+
+    def _rewritten(self, request):
+        message = Message.decode(request.fields, request.payloads)
+        fields = {name: Field(message.payload(name), message[name]) for name in message}
+        self.rewrite(request.step, fields)
+        encoded, payloads = Message(**fields).encode()
+        return dataclasses.replace(request, fields=encoded, payloads=payloads)
+
+
+def party_configs(parties, keys, tmp_path, **own):
+    """Each party's configuration for a run driven here: its table, key, folder and its own options."""
     configs = {}
     for i, path in enumerate(parties):
-        (tmp_path / path.stem).mkdir(parents=True)
+        (tmp_path / path.stem).mkdir(parents=True, exist_ok=True)
         configs[path.stem] = {"data": str(path), "key-path": str(keys / party_key_name(i + 1)),
-                              "out": str(tmp_path / path.stem)}
-    coordinator = Coordinator(DroppingTransport(LocalTransport(configs), lost), Ledger(), timeout=1.0)
-    options = {"id_column": "id", "label_column": "y", "public_key": str(keys / PUBLIC_FILE), "rounds": 3,
-               "min_parties": min_parties}
+                              "out": str(tmp_path / path.stem), **own}
+    return configs
+
+
+def drive_horizontal_lr(configs, keys, transport=None, **options):
+    """Drive a run over ``configs`` with the coordinator's ``options`` (the parties keep their own)."""
+    local = LocalTransport(configs)
+    coordinator = Coordinator(local if transport is None else transport(local), Ledger(), timeout=1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PrivacyWarning)
-        return drive(coordinator, "horizontal_lr", options)
+        return drive(coordinator, "horizontal_lr", {"id_column": "id", "label_column": "y",
+                                                    "public_key": str(keys / PUBLIC_FILE), **options})
+
+
+def run_with_dropouts(parties, keys, tmp_path, lost, min_parties):
+    configs = party_configs(parties, keys, tmp_path, rounds=3, min_parties=min_parties)
+    return drive_horizontal_lr(configs, keys, lambda local: DroppingTransport(local, lost), rounds=3,
+                               min_parties=min_parties)
 
 
 def test_round_proceeds_without_a_dropped_party(parties, keys, tmp_path):
@@ -242,6 +283,177 @@ def test_finish_enforces_min_parties(parties, keys, tmp_path):
     with pytest.raises(FedscoreError, match=r"finish: only 1 of 3 parties answered, at least 2 needed.*south"):
         run_with_dropouts(parties, keys, tmp_path / "two", lost={("south", "finish"), ("west", "finish")},
                           min_parties=2)
+
+
+# --- each party's own options, budget and rule on how few parties a sum may hold ----------------
+
+def test_a_coordinator_asking_for_other_privacy_options_is_refused(parties, keys, tmp_path):
+    configs = party_configs(parties, keys, tmp_path, dp_epsilon=1.0, rounds=2)
+    with pytest.raises(PartyError, match=r"dp_epsilon: the coordinator's 4\.0, this party's 1\.0"):
+        drive_horizontal_lr(configs, keys, dp_epsilon=4.0, rounds=2)
+    with pytest.raises(PartyError, match=r"min_parties: the coordinator's 2, this party's None \(the default\)"):
+        drive_horizontal_lr(configs, keys, dp_epsilon=1.0, rounds=2, min_parties=2)
+
+
+def set_field(fields, name, value):
+    fields[name] = Field(fields[name].payload, value)
+
+
+def test_a_coordinator_announcing_a_smaller_noise_multiplier_is_refused(parties, keys, tmp_path):
+    configs = party_configs(parties, keys, tmp_path, dp_epsilon=1.0, rounds=2)
+
+    def smaller(step, fields):
+        if "noise_multiplier" in fields:
+            set_field(fields, "noise_multiplier", fields["noise_multiplier"].value / 2)
+
+    with pytest.raises(PartyError, match=r"announced a DP noise multiplier of [\d.]+, but this party's own is"):
+        drive_horizontal_lr(configs, keys, lambda local: RewritingTransport(local, smaller), dp_epsilon=1.0, rounds=2)
+
+
+@pytest.mark.parametrize("cheat, refusal", [
+    ("more rounds", "round 3 asked after round 2: this party takes part in rounds 1 to 2, each once"),
+    ("a round again", "round 1 asked after round 1"),
+])
+def test_a_round_beyond_a_partys_budget_is_refused(parties, keys, tmp_path, cheat, refusal):
+    """The coordinator tells the parties 2 rounds and drives 3, or asks for round 1 twice: each party refuses."""
+    configs = party_configs(parties, keys, tmp_path, dp_epsilon=1.0, rounds=2)
+    told = HorizontalLROptions.from_dict({"id_column": "id", "label_column": "y", "dp_epsilon": 1.0, "rounds": 2})
+
+    def rewrite(step, fields):
+        if step == "horizontal_lr.describe":
+            set_field(fields, "options", {**fields["options"].value, "rounds": 2})
+            set_field(fields, "noise_multiplier", told.noise_multiplier())
+        elif cheat == "a round again" and step == "horizontal_lr.train_round" and fields["round"].value == 2:
+            set_field(fields, "round", 1)
+
+    rounds = 3 if cheat == "more rounds" else 2
+    with pytest.raises(FedscoreError, match=rf"only 0 of 3 parties answered.*{refusal}"):
+        drive_horizontal_lr(configs, keys, lambda local: RewritingTransport(local, rewrite), dp_epsilon=1.0,
+                            rounds=rounds)
+
+
+def test_a_partys_budget_counts_its_releases():
+    budget = dp.PrivacyBudget(1.0, 3, 1e-6)
+    assert budget.noise_multiplier == dp.noise_multiplier(1.0, 3, 1e-6)
+    budget.spend(2)
+    budget.spend()
+    with pytest.raises(ProtocolError, match="would be Gaussian release 4 of this party, whose noise is sized for 3"):
+        budget.spend()
+    assert budget.spent == 3 and budget.epsilon_spent() == pytest.approx(1.0, rel=1e-3)
+    budget.check_claim(budget.noise_multiplier * (1 + 1e-9))  # the last digits of a root search
+    with pytest.raises(ProtocolError, match="announced a DP noise multiplier"):
+        budget.check_claim(budget.noise_multiplier * 0.99)
+
+
+@pytest.mark.parametrize("added, refusal", [
+    ("one party's", "the sum of column sums adds up 1 parties' vectors; this party accepts from 3 to 3"),
+    ("one party's twice", "adds up 4 parties' vectors"),
+])
+def test_a_sum_of_other_than_every_partys_vector_is_refused(parties, keys, tmp_path, monkeypatch, added, refusal):
+    original = lr_coordinator.add_ciphertexts
+    extra = (lambda blobs: blobs[:1]) if added == "one party's" else (lambda blobs: blobs + blobs[:1])
+    monkeypatch.setattr(lr_coordinator, "add_ciphertexts", lambda context, blobs: original(context, extra(blobs)))
+    with pytest.raises(PartyError, match=refusal):
+        drive_horizontal_lr(party_configs(parties, keys, tmp_path), keys)
+
+
+def test_a_partys_own_min_parties_holds_when_the_coordinators_is_lower(parties, keys, tmp_path):
+    """The coordinator tells the parties min_parties = 3, sums two updates when one drops out: they refuse it."""
+    configs = party_configs(parties, keys, tmp_path, rounds=3, min_parties=3)
+
+    def told_three(step, fields):
+        if step == "horizontal_lr.describe":
+            set_field(fields, "options", {**fields["options"].value, "min_parties": 3})
+
+    def transport(local):
+        return DroppingTransport(RewritingTransport(local, told_three), lost={("south", 2)})
+
+    with pytest.raises(FedscoreError, match=r"round 3: only 0 of 3 parties answered.*the sum of updates adds up 2 "
+                                            r"parties' vectors; this party accepts from 3 to 3"):
+        drive_horizontal_lr(configs, keys, transport, rounds=3, min_parties=2)
+
+
+def test_rare_categories_and_outliers_are_limited_on_each_partys_rows(parties, keys, tmp_path, monkeypatch):
+    """North holds 'kiosk' in 3 rows and one huge spend; south holds 'kiosk' in 80: only north merges it."""
+    tables = {p.stem: pd.read_csv(p, dtype=str, keep_default_na=False) for p in parties}
+    tables["north"].loc[20:22, "channel"] = "kiosk"
+    tables["north"].loc[30, "spend"] = "90000000"
+    tables["south"].loc[20:99, "channel"] = "kiosk"
+    announced = {}
+    original = local_engine.LocalTransport.exchange
+
+    def spy(self, requests, timeout=None):
+        replies = original(self, requests, timeout)
+        for request, reply in zip(requests, replies):
+            if request.step == "horizontal_lr.describe" and reply.error is None:
+                announced[request.role] = Message.decode(reply.fields, reply.payloads)["schema"]["categories"]
+        return replies
+
+    monkeypatch.setattr(local_engine.LocalTransport, "exchange", spy)
+    result = fit(tables, tmp_path / "run", keys, rounds=2, min_category_count=20, outlier_quantile=0.01)
+    assert "kiosk" not in announced["north"]["channel"] and "kiosk" in announced["south"]["channel"]
+    north, south = result.models["north"].encoder, result.models["south"].encoder
+    assert north.categories_["channel"] == ["app", "store", "web", "<other>"]
+    assert south.categories_["channel"] == ["app", "kiosk", "store", "web", "<other>"]
+    assert north.bounds_["spend"][1] < 60_000 and north.min_category_count == 20 and north.outlier_quantile == 0.01
+    assert north.means_["spend"] == south.means_["spend"] < 51_000  # the pooled mean, of winsorised values
+    coef = {r: dict(zip(m.encoder.feature_names_, m.coef)) for r, m in result.models.items()}
+    assert coef["north"]["channel=<other>"] == coef["south"]["channel=<other>"]  # one global model
+    for name, frame in tables.items():  # each party's model file scores its table as the run did
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        score_file(result.out / name / "model.json", tmp_path / f"{name}.csv", id_column="id",
+                   out=tmp_path / f"{name}-scores.csv")
+        again = pd.read_csv(tmp_path / f"{name}-scores.csv")["score"].to_numpy()
+        np.testing.assert_array_equal(again, pd.read_csv(result.out / name / "scores.csv")["score"].to_numpy())
+    assert result.reports["north"]["privacy"]["min_category_count"] == 20
+
+
+def _lone_category_attack(parties, keys, tmp_path, monkeypatch, **options):
+    """AUC with which north reads the labels of south's 99 users alone in their shop from a two-party sum.
+
+    North subtracts its own round-1 update from the round-2 model sum it decrypts: what is
+    left is south's update, in which the weight of a shop held by one user moves with that
+    user's label. The score of a user is the weight of the feature its row is encoded in.
+    """
+    lone = np.arange(10, 109)  # labelled rows (the first 10 are to score)
+    tables = {p.stem: pd.read_csv(p, dtype=str, keep_default_na=False) for p in parties[:2]}
+    for frame in tables.values():
+        frame["shop"] = "main"
+    tables["south"].loc[lone, "shop"] = [f"s{i}" for i in lone]
+    own, heard = [], {}
+    original_update, original_exchange = lr_party.local_update, local_engine.LocalTransport.exchange
+
+    def update(weights, x, y, options, budget):
+        own.append((len(y), original_update(weights, x, y, options, budget)))
+        return own[-1][1]
+
+    def exchange(self, requests, timeout=None):
+        for r in (r for r in requests if r.role == "north"):
+            message = Message.decode(r.fields, r.payloads)
+            for name in ("schema", "model_sum"):
+                if name in message and name not in heard:
+                    heard[name] = message[name]
+        return original_exchange(self, requests, timeout)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lr_party, "local_update", update)
+        patch.setattr(local_engine.LocalTransport, "exchange", exchange)
+        fit(tables, tmp_path / "run", keys, rounds=2, validation_fraction=0, **options)
+    key = load_secret_key(keys / party_key_name(1))  # north's copy of the shared key
+    total = key.decrypt(key.load_vector(heard["model_sum"]))  # [sum of n_i w_i, sum of n_i, parties]
+    rows, weights = own[0]  # north's own round-1 update (north trains first)
+    south = (total[:len(weights)] - rows * weights) / (total[len(weights)] - rows)
+    names = lr_party.merged_feature_names(heard["schema"])
+    column = {name: i for i, name in enumerate(names)}
+    scores = [south[column.get(f"shop=s{i}", column.get("shop=<other>"))] for i in lone]
+    return auc(tables["south"].loc[lone, "y"].astype(float).to_numpy(), np.array(scores))
+
+
+def test_a_user_alone_in_a_category_is_read_from_a_two_party_sum_unless_merged(parties, keys, tmp_path,
+                                                                                monkeypatch):
+    exposed = _lone_category_attack(parties, keys, tmp_path / "exposed", monkeypatch)
+    merged = _lone_category_attack(parties, keys, tmp_path / "merged", monkeypatch, min_category_count=20)
+    assert exposed > 0.95 and merged == 0.5
 
 
 @pytest.mark.integration
@@ -294,6 +506,8 @@ def test_a_column_constant_at_one_party_but_not_across_parties_is_kept(parties, 
         tables[path.stem] = frame
     result = fit(tables, tmp_path / "run", keys, rounds=1)
     assert {"region=north", "store_size"} <= set(result.feature_names)
+    # without the encoding limits every party encodes every party's categories: one model file for all
+    assert all(m.encoder.feature_names_ == result.feature_names for m in result.models.values())
     for frame in tables.values():
         frame["store_size"] = 7
     with pytest.raises(FedscoreError, match="column 'store_size': column is constant across all parties"):

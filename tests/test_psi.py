@@ -14,7 +14,7 @@ from fedscore.cli import main
 from fedscore.errors import InputError, PartyError, ProtocolError
 from fedscore.ids import normalise
 from fedscore.ledger import COORDINATOR, Ledger, read_ledger
-from fedscore.protocols.psi import group
+from fedscore.protocols.psi import engine, group
 from fedscore.protocols.psi.coordinator import intersect
 from fedscore.protocols.psi.options import MODES, PSIOptions
 from fedscore.protocols.psi.party import BrandFlags, MediaOrder
@@ -143,7 +143,9 @@ def test_psi_job_writes_files_ledger_and_summary(tmp_path):
     m = pd.read_csv(out / "media" / "intersection.csv")
     assert list(b.columns) == ["ID"] and len(b) == 2
     assert list(normalise(b["ID"])[0]) == list(normalise(m["ID"])[0])
-    assert json.loads((out / "brand" / "psi_report.json").read_text())["ids"]["kinds"] == {"email": 3}
+    report = json.loads((out / "brand" / "psi_report.json").read_text())
+    assert report["ids"]["kinds"] == {"email": 3}
+    assert report["x25519_engine"] == engine.default_engine().detail
     assert audit_ledger(read_ledger(out / "ledger.jsonl"), read_transcript(SPEC)) == []
     assert json.loads((out / "summary.json").read_text()) == summary
 
@@ -212,6 +214,112 @@ def test_received_values_are_validated():
     small_order = next(u for u in (1, group.FIELD_PRIME - 1) if on_curve(u.to_bytes(32, "little")))
     with pytest.raises(ProtocolError, match="small order"):
         group.blind_received(point(small_order), os.urandom(32))
+
+
+# --- the X25519 engines ------------------------------------------------------------------
+
+MULTI_BUFFER, MULTI_BUFFER_MISSING = engine.load_multi_buffer()
+needs_multi_buffer = pytest.mark.skipif(MULTI_BUFFER is None, reason=f"no multi-buffer X25519 here: "
+                                                                      f"{MULTI_BUFFER_MISSING}")
+
+
+def random_points(n, seed=0):
+    """``n`` canonical u-coordinates, about half of them on the twist."""
+    rng = np.random.default_rng(seed)
+    points = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+    points[:, -1] &= 0x7F
+    return points
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 100])
+def test_both_engines_give_the_same_bytes_as_rfc_7748(n):
+    scalar, point, expected = engine.KNOWN_ANSWER
+    known = np.frombuffer(point, dtype=np.uint8).reshape(1, 32)
+    sodium = engine.SodiumEngine()
+    assert sodium.multiply(known, scalar).tobytes() == expected
+    points = np.concatenate([known, random_points(n)])[:n] if n else random_points(0)
+    key = os.urandom(32)
+    by_sodium = sodium.multiply(points, key)
+    assert by_sodium.shape == (n, 32)
+    if MULTI_BUFFER is not None:
+        assert MULTI_BUFFER.multiply(known, scalar).tobytes() == expected
+        np.testing.assert_array_equal(MULTI_BUFFER.multiply(points, key), by_sodium)
+
+
+@needs_multi_buffer
+def test_batched_blinding_equals_the_fallback_on_every_core():
+    ids = np.array([f"id{i}" for i in range(parallel.PARALLEL_MIN_ITEMS + 13)], dtype=object)
+    key, domain = os.urandom(32), group.hash_domain("run")
+    fast = group.hash_and_blind(ids, key, domain, MULTI_BUFFER)
+    np.testing.assert_array_equal(fast, group.hash_and_blind(ids, key, domain, engine.SodiumEngine()))
+    other = os.urandom(32)
+    np.testing.assert_array_equal(group.blind_received(fast, other, MULTI_BUFFER),
+                                  group.blind_received(fast, other, engine.SodiumEngine()))
+
+
+def test_the_engine_falls_back_to_libsodium(monkeypatch):
+    monkeypatch.setattr(engine, "_SELECTED", {})
+    monkeypatch.setenv(engine.ENGINE_VARIABLE, "libsodium")
+    assert isinstance(engine.default_engine(), engine.SodiumEngine)
+    assert engine.ENGINE_VARIABLE in engine.fallback_reason()
+    monkeypatch.setattr(engine, "_SELECTED", {})
+    monkeypatch.delenv(engine.ENGINE_VARIABLE)
+    monkeypatch.setattr(engine, "_library_file", lambda distribution, names: None)
+    assert isinstance(engine.default_engine(), engine.SodiumEngine)
+    assert engine.fallback_reason() == "the ipp-crypto package is not installed"
+    assert engine.load_multi_buffer() == (None, "the ipp-crypto package is not installed")
+
+
+@pytest.mark.parametrize("which", ["sodium", "multi-buffer"])
+def test_small_order_points_are_refused_whatever_the_engine(which):
+    if which == "multi-buffer" and MULTI_BUFFER is None:
+        pytest.skip(f"no multi-buffer X25519 here: {MULTI_BUFFER_MISSING}")
+    chosen = MULTI_BUFFER if which == "multi-buffer" else engine.SodiumEngine()
+    good = group.hash_and_blind(np.array([f"x{i}" for i in range(20)], dtype=object), os.urandom(32), b"d")
+    for u in sorted(group.SMALL_ORDER_POINTS):
+        points = np.concatenate([good[:10], point(u), good[10:]])
+        group.check_points(points, "points")  # canonical and non-zero: only the group check refuses them
+        with pytest.raises(ProtocolError, match="small order"):
+            group.blind_received(points, os.urandom(32), chosen)
+    # X25519 maps those of the curve to zero (libsodium refuses them): either engine leaves zero rows.
+    # For p - 1, of the twist, the multi-buffer engine returns a non-zero value: why they are refused first.
+    curve_points = [u for u in group.SMALL_ORDER_POINTS if u != group.FIELD_PRIME - 1]
+    zero = chosen.multiply(np.concatenate([good[:3]] + [point(u) for u in curve_points]), os.urandom(32))
+    assert zero[:3].any(axis=1).all() and not zero[3:].any()
+
+
+def test_a_set_partly_on_the_twist_is_refused_by_the_sampled_curve_check():
+    key = os.urandom(32)
+    mixed = random_points(1000, seed=1)  # a hash onto both the curve and its twist, as SecretFlow's
+    assert 300 < (~group.on_curve(mixed)).sum() < 700
+    with pytest.raises(ProtocolError, match="not a point of the curve"):
+        group.blind_received(mixed, key)
+    # a set no larger than the sample is checked point by point
+    twist = next(u for u in range(2, 100) if not on_curve(u.to_bytes(32, "little")))
+    good = group.hash_and_blind(np.array([f"x{i}" for i in range(group.RECEIVED_CURVE_SAMPLE - 1)], dtype=object),
+                                key, b"d")
+    with pytest.raises(ProtocolError, match="not a point of the curve"):
+        group.blind_received(np.concatenate([good, point(twist)]), key)
+    assert len(group.random_sample(10**6, group.RECEIVED_CURVE_SAMPLE)) == group.RECEIVED_CURVE_SAMPLE
+
+
+def test_matching_on_prefixes_agrees_with_matching_whole_values():
+    rng = np.random.default_rng(3)
+    own = rng.integers(0, 256, size=(500, 32), dtype=np.uint8)
+    peer = np.concatenate([own[100:300], rng.integers(0, 256, size=(300, 32), dtype=np.uint8)])[rng.permutation(500)]
+    decoy = own[400].copy()
+    decoy[20] ^= 1  # same 8-byte prefix as own[400], another value
+    for peer_set in (peer, np.concatenate([peer, decoy[None]])):
+        own_index, peer_index = group.intersect(own, peer_set)
+        _, expected_own, expected_peer = np.intersect1d(group.as_keys(own), group.as_keys(peer_set),
+                                                        return_indices=True)
+        np.testing.assert_array_equal(own_index, expected_own)
+        np.testing.assert_array_equal(peer_index, expected_peer)
+        assert len(own_index) == 200
+    twin = own.copy()
+    twin[1, :8] = twin[0, :8]  # a shared prefix: distinct values all the same
+    assert group.distinct(own) and group.distinct(twin)
+    assert not group.distinct(np.concatenate([own, own[:1]]))
 
 
 # --- command line, simulation and benchmark -----------------------------------------------

@@ -7,15 +7,19 @@ import pandas as pd
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
+from test_horizontal_lr import RewritingTransport, set_field
 
 from fedscore import segment
 from fedscore.audit import audit_ledger, read_transcript
-from fedscore.errors import FedscoreError, InputError
+from fedscore.errors import FedscoreError, InputError, PartyError
+from fedscore.he import load_context
 from fedscore.kit.encoder import FeatureEncoder
 from fedscore.kit.model import ModelFile, score_file
 from fedscore.kit.table import PartyTable
-from fedscore.ledger import COORDINATOR, Payload, read_ledger
+from fedscore.ledger import COORDINATOR, Ledger, Payload, read_ledger
+from fedscore.protocols import drive
 from fedscore.runtime import local
+from fedscore.runtime.coordinator import Coordinator
 from fedscore.wire import Message
 
 SPEC = Path(__file__).resolve().parents[1] / "protocols" / "segment_vertical.md"
@@ -266,6 +270,73 @@ def test_profile_noise_changes_only_released_means(tmp_path):
     shown = profiles.loc[released, ["media.clicks", "media.views"]].to_numpy()
     gap = np.abs(shown - exact_peer.loc[released].to_numpy()) / raw["media"][["clicks", "views"]].std(ddof=0).to_numpy()
     assert (gap > 0).all() and (gap < 5 * 0.5).all()  # noised, by about half a standard deviation
+
+
+def test_encoding_limits_are_each_partys_and_recorded_in_its_model_file(tmp_path):
+    """The brand's 15 'store' users fall below min_category_count = 20: merged into '<other>' on its side."""
+    brand, media = _tables(tmp_path)
+    result = _segment(brand, media, k=3, n_init=2, random_state=0, min_category_count=20, outlier_quantile=0.01)
+    encoder = result.models["brand"].encoder
+    assert encoder.categories_["channel"] == ["app", "web", "<other>"]
+    assert set(encoder.bounds_) == {"spend", "visits"} and encoder.outlier_quantile == 0.01
+    assert set(result.models["media"].encoder.bounds_) == {"clicks", "views"}
+
+
+# --- what the key owner decrypts ------------------------------------------------------------------
+
+class CheatingMasker(RewritingTransport):
+    """Replaces the masked columns of the first ``segment.argmin`` with what ``cheat`` makes of the owner's own."""
+
+    def __init__(self, inner, cheat):
+        super().__init__(inner, self._cheat)
+        self.cheat, self.contexts, self.owner_columns, self.done = cheat, {}, None, False
+
+    def exchange(self, requests, timeout=None):
+        replies = super().exchange(requests, timeout)
+        for request, reply in zip(requests, replies):
+            if reply.error is None and request.step in ("segment.setup", "segment.encrypt_distances"):
+                message = Message.decode(reply.fields, reply.payloads)
+                if request.step == "segment.setup":
+                    self.contexts[request.role] = load_context(message["he_context"])
+                elif self.owner_columns is None:
+                    self.owner_columns = request.role, message["distances"]
+        return replies
+
+    def _cheat(self, step, fields):
+        if step == "segment.argmin" and not self.done:
+            self.done = True
+            role, columns = self.owner_columns
+            set_field(fields, "distances", self.cheat(self.contexts[role], columns))
+
+
+def _times_one(context, blob):
+    """The column, one plaintext multiplication deep, as a masker's columns are: a new ciphertext of the same values."""
+    vector = context.load_vector(blob)
+    return (vector * np.ones(vector.size)).to_bytes()
+
+
+CHEATS = {
+    "its own columns": (lambda ctx, cols: list(cols), "sent back distance columns this party encrypted", False),
+    "its own columns, re-encrypted": (lambda ctx, cols: [_times_one(ctx, c) for c in cols],
+                                      "sent this party's own partial distances back", True),
+    "a longer vector": (lambda ctx, cols: [_times_one(ctx, ctx.encrypt(np.zeros(149)).to_bytes()) for _ in cols],
+                        "holds 149 values .* not the 148 shared users'", False),
+    "an extra column": (lambda ctx, cols: [_times_one(ctx, c) for c in cols + cols[:1]],
+                        r"expected 6 masked distance columns \(2 running restarts x k = 3\), got 7", False),
+}
+
+
+@pytest.mark.parametrize("cheat", list(CHEATS))
+def test_the_key_owner_decrypts_only_a_masked_round(tmp_path, cheat, decryptions):
+    """A masker that hands the owner its own distances, a longer vector or more columns is refused."""
+    make, refusal, decrypted = CHEATS[cheat]
+    brand, media = _tables(tmp_path)
+    configs = {role: {"data": str(path), "out": str(tmp_path)} for role, path in (("brand", brand), ("media", media))}
+    coordinator = Coordinator(CheatingMasker(local.LocalTransport(configs), make), Ledger())
+    with pytest.raises(PartyError, match=f"party 'media' failed: .*{refusal}"):
+        drive(coordinator, "segment", {"id_column": "uid", "k": 3, "exclude": ["label"], "n_init": 2,
+                                       "random_state": 0})
+    assert bool(decryptions) == decrypted  # refused before decrypting, but for a content only decryption shows
 
 
 @pytest.mark.parametrize("k, message", [(200, "only 148 users"), (1, "at least 2")])

@@ -1,5 +1,6 @@
 """Horizontal segmentation: N parties, Lloyd's algorithm on HE-aggregated sums, through Flower."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -7,14 +8,20 @@ import pandas as pd
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
+from test_horizontal_lr import RewritingTransport, set_field
 
 from fedscore import horizontal_kmeans
 from fedscore.audit import audit_ledger, read_transcript
-from fedscore.errors import FedscoreError
+from fedscore.errors import FedscoreError, PartyError
 from fedscore.he import CKKSContext
 from fedscore.kit.model import ModelFile, score_file
-from fedscore.ledger import COORDINATOR, Payload, read_ledger
+from fedscore.ledger import COORDINATOR, Ledger, Payload, read_ledger
+from fedscore.protocols import drive
 from fedscore.protocols.horizontal import PrivacyWarning
+from fedscore.protocols.horizontal_kmeans import coordinator as kmeans_coordinator
+from fedscore.protocols.horizontal_kmeans.options import HorizontalKMeansOptions
+from fedscore.runtime.coordinator import Coordinator
+from fedscore.runtime.local import LocalTransport
 
 SPEC = Path(__file__).resolve().parents[1] / "protocols" / "segment_horizontal.md"
 
@@ -147,10 +154,11 @@ def test_dp_initialisation_noises_every_released_value(tmp_path, monkeypatch):
     monkeypatch.setattr(CKKSContext, "encrypt", spy)
     horizontal_kmeans(paths, id_column="id", k=3, exclude=["region"], random_state=0, dp_epsilon=8.0, max_iter=3)
     stats, proposals = released[:3], released[3:6]  # column_stats, then local_centers, of every party
-    assert all(len(p) == 4 * 3 * 4 for p in proposals)  # 4k random cells x (d sums + count)
+    assert all(len(p) == 4 * 3 * 4 + 1 for p in proposals)  # 4k random cells x (d sums + count), then a 1
     for vector in proposals:
-        assert not np.any(vector == np.round(vector))  # no exact count, no exact zero
-    assert all(np.all(s[-1:] == np.round(s[-1:])) for s in stats)  # row counts: exact (not covered)
+        assert not np.any(vector[:-1] == np.round(vector[:-1]))  # no exact count, no exact zero
+        assert vector[-1] == 1.0  # the party's contributor count: public, not noised
+    assert all(np.all(s[-2:] == np.round(s[-2:])) for s in stats)  # row counts: exact (not covered)
 
 
 def test_two_parties_warn_and_dp_noise_is_accounted(tmp_path):
@@ -165,6 +173,97 @@ def test_two_parties_warn_and_dp_noise_is_accounted(tmp_path):
     exact = KMeans(3, init=result.init_centers, n_init=1).fit(X)
     labels = np.concatenate([result.labels[name] for name in paths])
     assert adjusted_rand_score(exact.labels_, labels) > 0.8  # noisy, still the same personas
+
+
+# --- each party's own options and budget; what it decrypts --------------------------------------
+
+RUN = {"id_column": "id", "k": 3, "exclude": ["region"], "min_proposal_size": 5, "random_state": 0}
+
+
+def _drive(paths, tmp_path, transport=None, own=None, **options):
+    """Drive a run with the coordinator's ``options``; each party keeps ``own`` (and the run's proposal size)."""
+    configs = {}
+    for name, path in paths.items():
+        (tmp_path / name).mkdir(exist_ok=True)
+        configs[name] = {"data": str(path), "out": str(tmp_path / name), "min_proposal_size": 5, **(own or {})}
+    local = LocalTransport(configs)
+    coordinator = Coordinator(local if transport is None else transport(local), Ledger())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrivacyWarning)
+        return drive(coordinator, "horizontal_kmeans", {**RUN, **options})
+
+
+def test_a_coordinator_asking_for_other_privacy_options_is_refused(tmp_path):
+    paths = _parties(tmp_path)
+    with pytest.raises(PartyError, match=r"dp_epsilon: the coordinator's 20\.0, this party's 8\.0"):
+        _drive(paths, tmp_path, own={"dp_epsilon": 8.0, "max_iter": 3}, dp_epsilon=20.0, max_iter=3)
+    with pytest.raises(PartyError, match=r"outlier_quantile: the coordinator's None, this party's 0\.01"):
+        _drive(paths, tmp_path, own={"outlier_quantile": "0.01"})
+
+
+def test_a_coordinator_announcing_a_smaller_noise_multiplier_is_refused(tmp_path):
+    def smaller(step, fields):
+        if "noise_multiplier" in fields:
+            set_field(fields, "noise_multiplier", fields["noise_multiplier"].value * 0.5)
+
+    with pytest.raises(PartyError, match="announced a DP noise multiplier of .* but this party's own is"):
+        _drive(_parties(tmp_path), tmp_path, lambda local: RewritingTransport(local, smaller),
+               own={"dp_epsilon": 8.0, "max_iter": 3}, dp_epsilon=8.0, max_iter=3)
+
+
+def test_more_iterations_than_a_partys_max_iter_are_refused(tmp_path):
+    """The coordinator tells the parties max_iter = 1 (and the noise that sizes) and iterates on: they refuse."""
+    told = HorizontalKMeansOptions.from_dict({**RUN, "dp_epsilon": 8.0, "max_iter": 1})
+
+    def rewrite(step, fields):
+        if step == "horizontal_kmeans.setup":
+            set_field(fields, "options", {**fields["options"].value, "max_iter": 1})
+            set_field(fields, "noise_multiplier", kmeans_coordinator.noise_multiplier(told))
+
+    with pytest.raises(PartyError, match="update 2 asked for, beyond this party's own max_iter = 1"):
+        _drive(_parties(tmp_path, rows=200, seed=1), tmp_path, lambda local: RewritingTransport(local, rewrite),
+               own={"dp_epsilon": 8.0, "max_iter": 1}, dp_epsilon=8.0, max_iter=10, tol=0)
+
+
+@pytest.mark.parametrize("added, refusal", [
+    ("one party's", "the pooled column statistics adds up 1 parties' vectors; this party accepts from 3 to 3"),
+    ("one party's twice", "adds up 4 parties' vectors"),
+])
+def test_an_aggregate_of_other_than_every_partys_vector_is_refused(tmp_path, monkeypatch, added, refusal):
+    original = kmeans_coordinator.add_ciphertexts
+    extra = (lambda blobs: blobs[:1]) if added == "one party's" else (lambda blobs: blobs + blobs[:1])
+    monkeypatch.setattr(kmeans_coordinator, "add_ciphertexts", lambda context, blobs: original(context, extra(blobs)))
+    with pytest.raises(PartyError, match=refusal):
+        _drive(_parties(tmp_path), tmp_path)
+
+
+def test_an_aggregate_of_another_size_is_refused_before_it_is_decrypted(tmp_path, monkeypatch, decryptions):
+    def longer(context, blobs):  # the coordinator holds the public key: it can encrypt anything
+        return context.encrypt(np.ones(context.load_vector(blobs[0]).size + 3)).to_bytes()
+
+    monkeypatch.setattr(kmeans_coordinator, "add_ciphertexts", longer)
+    with pytest.raises(PartyError, match=r"the pooled column statistics holds 11 values, not the 8 this party expects"):
+        _drive(_parties(tmp_path), tmp_path)
+    assert decryptions == []
+
+
+def test_outliers_are_limited_on_each_partys_rows(tmp_path):
+    """One store holds a huge spend: winsorised to the store's own quantiles before anything is pooled."""
+    paths = _parties(tmp_path)
+    frame = pd.read_csv(paths["store0"])
+    frame.loc[7, "spend"] = 1e7
+    frame.to_csv(paths["store0"], index=False)
+    out = tmp_path / "run"
+    result = horizontal_kmeans(paths, id_column="id", k=3, exclude=["region"], min_proposal_size=5, random_state=0,
+                               outlier_quantile=0.02, out=out)
+    models = {name: ModelFile.load(out / name / "model.json") for name in paths}
+    bounds = {name: m.encoder.bounds_["spend"] for name, m in models.items()}
+    assert bounds["store0"][1] < 1_000 and len({tuple(b) for b in bounds.values()}) == 3  # each its own
+    assert all(m.encoder.outlier_quantile == 0.02 for m in models.values())
+    winsorised = np.concatenate([pd.read_csv(p)["spend"].clip(*bounds[n]) for n, p in paths.items()])
+    assert result.mean[1] == pytest.approx(winsorised.mean(), rel=1e-9)  # not the 1e7 row's pull
+    for name, assigned, written in _assigned_alone(out, paths, tmp_path):
+        assert assigned.equals(written), name
 
 
 @pytest.mark.filterwarnings("ignore::fedscore.protocols.horizontal.PrivacyWarning")

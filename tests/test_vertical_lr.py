@@ -9,12 +9,16 @@ from sklearn.linear_model import LogisticRegression
 from fedscore.errors import CryptoError, ProtocolError
 from fedscore.he import load_context
 from fedscore.kit.encoder import FeatureEncoder
+from fedscore.kit.release import Expected, KeyOwner
 from fedscore.kit.table import PartyTable
 from fedscore.protocols.vertical_lr import (
+    MIN_HIDING_BITS,
+    PAILLIER_MASK_BITS,
     BoundOptimizer,
     centred_media_logit,
     create_key,
     encoded_column_bound,
+    encoded_entry_bound,
     encrypt_scaled,
     encrypted_product,
     encrypted_products,
@@ -25,13 +29,13 @@ from fedscore.protocols.vertical_lr import (
     media_logit_bound,
     media_quantiles,
     message_bound,
+    open_release,
     open_values,
-    release,
+    product,
     seal_values,
     split_brier,
     split_coefficient_bounds,
     split_sigmoid,
-    unmask,
 )
 from fedscore.runtime.party import PartyContext
 
@@ -43,36 +47,71 @@ def keys():
     return {"ckks": create_key("ckks", release_budget=256), "paillier": create_key("paillier", paillier_key_bits=1024, allow_weak_key=True)}
 
 
+def masked_release(key, labels, x, public_bound, plain=None):
+    """The media's masked ``xᵀ[[y]] (+ plain)`` released by the key owner: (released, mask, masked vector)."""
+    aggregate, shift, bound = encrypted_product(labels, x, 1.0, bound=public_bound, plain=plain)
+    masked, record = mask(aggregate, bound, shift)
+    owner = KeyOwner(key, {"step": 1})
+    expected = Expected("step", count=x.shape[1], bound=masked_release_bound(key.scheme, public_bound),
+                        product=product(key.scheme, public_bound, len(x), [(len(x) * 16.0, 16.0)],
+                                        additions=1 + (plain is not None)))
+    return owner.release(masked.to_bytes(), expected), record, masked
+
+
 @pytest.mark.parametrize("scheme", ["ckks", "paillier"])
 def test_masked_release_round_trip(keys, scheme):
     """The mask owner recovers Xᵀy; the key owner sees values far from it."""
     rng = np.random.default_rng(0)
     n = 300 if scheme == "ckks" else 40
-    x = rng.standard_normal((n, 4))
+    x = np.clip(rng.standard_normal((n, 4)), -4, 4)
     y = (rng.random(n) < 0.3).astype(float)
     key = keys[scheme]
     peer = load_context(key.public_context().to_bytes(), allow_weak_key=True)
     labels = peer.load_vector(encrypt_scaled(key, y).to_bytes())
     public_bound = encoded_column_bound(n, n) * 4 + 1.0  # generous: x is not standardised on exactly n rows
-    product, shift, bound = encrypted_product(labels, x, 1.0, bound=public_bound, plain=np.ones(4))
-    masked, mask_values, release_bound = mask(product, bound)
-    assert release_bound == masked_release_bound(scheme, public_bound)  # the key owner can recompute it
-    released = release(key, key.load_vector(masked.to_bytes()), release_bound, message_bound(scheme, 1.0))
-    recovered = unmask(released, mask_values, shift)
-    tolerance = 8 * key.release_noise_std(masked, release_bound, 2.0**10) / 2.0**shift if scheme == "ckks" else 1e-6
+    released, record, masked = masked_release(key, labels, x, public_bound, plain=np.ones(4))
+    recovered = record.remove(released)
+    if scheme == "ckks":
+        tolerance = 8 * key.release_noise_std(masked, masked_release_bound(scheme, public_bound), 2.0**10) \
+            / 2.0**record.shift
+        key_owner_view = np.asarray(released) / 2.0**record.shift
+    else:
+        tolerance = 1e-9
+        assert all(type(v) is int for v in released)  # exact integers: the mask hides every bit
+        key_owner_view = np.array([float(v) for v in released]) / 2.0**record.exponent
     np.testing.assert_allclose(recovered, x.T @ y + 1.0, atol=tolerance)
-    assert np.min(np.abs(released / 2.0**shift - (x.T @ y + 1.0))) > 1.0  # the key owner sees masked values
+    assert np.min(np.abs(key_owner_view - (x.T @ y + 1.0))) > 1.0  # the key owner sees masked values
+
+
+def test_paillier_masks_are_uniform_integers_40_bits_above_the_bound(keys):
+    """No float64 mask on an exact plaintext: the mask is an integer over 2 * B * 2^40 values."""
+    key = keys["paillier"]
+    vector = encrypt_scaled(key, np.ones(3)).dot(np.eye(3))
+    bound = 3.0
+    masked, record = mask(vector, bound, 0)
+    radius = int(bound * 2**PAILLIER_MASK_BITS) << record.exponent
+    assert all(type(m) is int and abs(m) <= radius for m in record.values)
+    assert max(abs(m) for m in record.values) > radius >> 8  # drawn over the whole range
+    low_bits = {m & 0xFFFF for m in record.values}
+    assert len(low_bits) == 3  # the low bits are random too (a float64 mask leaves them zero)
+    released = key.release_integers(masked, masked_release_bound("paillier", bound))
+    np.testing.assert_array_equal(record.remove(released), [1.0, 1.0, 1.0])
 
 
 def test_products_share_one_scale(keys):
     rng = np.random.default_rng(1)
-    a, b, x = rng.random(200), rng.random(200), rng.standard_normal((200, 3))
+    a, b, x = rng.random(200), rng.random(200), rng.uniform(-1, 1, (200, 3))
     key = keys["ckks"]
     ea, eb = encrypt_scaled(key, a), encrypt_scaled(key, b)
-    product, shift, bound = encrypted_products([(ea, x, 1.0), (eb, x * 2.0, 1.0)], bound=3 * np.abs(x).sum(0).max())
-    masked, mask_values, release_bound = mask(product, bound)
-    noise = key.release_noise_std(masked, release_bound, message_bound("ckks", 1.0)) / 2.0**shift
-    recovered = unmask(release(key, masked, release_bound, message_bound("ckks", 1.0)), mask_values, shift)
+    public_bound = 3 * np.abs(x).sum(0).max()
+    aggregate, shift, bound = encrypted_products([(ea, x, 1.0), (eb, x * 2.0, 1.0)], bound=public_bound)
+    masked, record = mask(aggregate, bound, shift)
+    expected = Expected("step", count=3, bound=masked_release_bound("ckks", public_bound),
+                        product=product("ckks", public_bound, 200, [(200.0, 1.0), (800.0, 4.0)]))
+    own = key.product_error(200, expected.product.terms, 1)
+    noise = key.release_noise_std(key.accept(key.load_vector(masked.to_bytes()), own), expected.bound,
+                                  message_bound("ckks", 1.0)) / 2.0**shift
+    recovered = record.remove(KeyOwner(key, {"step": 1}).release(masked.to_bytes(), expected))
     assert noise < 0.1  # the shifts keep the flooding noise small in units of the values
     np.testing.assert_allclose(recovered, x.T @ a + 2.0 * x.T @ b, atol=8 * noise)
 
@@ -104,17 +143,33 @@ def test_encoded_column_bound_holds_for_encoded_tables(tmp_path):
     assert np.abs(x[rows, 0]).sum() <= encoded_column_bound(30, 2000)
 
 
-def test_hide_slots_keeps_sums_and_hides_slots(keys):
+@pytest.mark.parametrize("rows", [100, 5000])
+def test_hide_slots_keeps_sums_and_hides_slots(keys, rows):
+    """Slot shares MIN_HIDING_BITS above the largest per-row product at the product's own scale:
+    the shift grows for a table smaller than one ciphertext, and so do the shares."""
     key = keys["ckks"]
-    y = np.zeros(100)
+    y = np.zeros(rows)
     y[7] = 1.0
-    product, shift, bound = encrypted_product(encrypt_scaled(key, y), np.arange(100.0)[:, None] / 100, 1.0, bound=50.0)
-    hidden = hide_slots(product, 2.0**36)
+    column = np.zeros((rows, 1))
+    column[:100, 0] = np.arange(100.0) / 100
+    aggregate, shift, bound = encrypted_product(encrypt_scaled(key, y), column, 1.0, bound=50.0)
+    hidden = hide_slots(aggregate, 2.0**shift)
     slots = np.asarray(hidden.ciphertexts[0].decrypt(key._seal.secret_key()))
-    assert np.max(np.abs(slots)) > 2.0**30  # the per-row product 0.07 * 2^shift is lost in the shares
+    row_product = 0.07 * 2.0**shift  # what slot 7 would show unhidden
+    assert np.median(np.abs(slots[:100])) > row_product * 2.0 ** (MIN_HIDING_BITS - 2)
     noise = key.release_noise_std(hidden, bound, message_bound("ckks", 1.0)) / 2.0**shift
     value = key.decrypt_release(hidden, bound, message_bound("ckks", 1.0))[0] / 2.0**shift
     assert value == pytest.approx(0.07, abs=8 * noise + 1e-3)
+
+
+def test_public_entry_bound_holds_for_encoded_tables(tmp_path):
+    """No encoded entry exceeds sqrt(rows fitted); clipped rows none exceeds the clipping norm."""
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame({"spend": np.r_[rng.normal(size=499), 1e6], "device": rng.choice(["a", "b"], 500)})
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    x = FeatureEncoder().fit_transform(PartyTable.read(tmp_path / "table.csv"), list(frame.columns))
+    assert np.abs(x).max() <= encoded_entry_bound(500) and np.abs(x).max() > 20  # the outlier comes close
+    assert encoded_entry_bound(500, 3.0) == 3.0 and encoded_entry_bound(0.5) == 1.0  # the intercept's 1
 
 
 def test_bound_optimizer_matches_sklearn():
@@ -162,19 +217,28 @@ def test_split_sigmoid_is_close_where_the_logits_lie():
     assert np.max(np.abs(u)) <= np.max(np.abs(quantiles - quantiles.mean())) + 1e-12
 
 
-def test_sealed_values_between_peers():
-    """On the parties' channel (PSI connects it): a payload opens under its own step's label only."""
-    brand, media = PartyContext("brand", {}, run_id="r"), PartyContext("media", {}, run_id="r")
-    brand.channel.connect("media", media.channel.public_key)
-    media.channel.connect("brand", brand.channel.public_key)
-    sealed = seal_values(brand, [1.5, -2.0], "step")
+def test_sealed_values_between_peers(pinned, keys):
+    """On the parties' channel (PSI connects it): a payload opens at its own step and round only;
+    a Paillier release crosses as exact integers."""
+    configs = pinned({"brand": {}, "media": {}})
+    brand, media = (PartyContext(role, configs[role], run_id="r") for role in ("brand", "media"))
+    brand.channel.connect("media", media.channel.offer)
+    media.channel.connect("brand", brand.channel.offer)
+    sealed = seal_values(brand, np.array([1.5, -2.0]), "step", round=3)
     with pytest.raises(CryptoError):
-        open_values(media, sealed, "another step")
-    np.testing.assert_array_equal(open_values(media, sealed, "step"), [1.5, -2.0])
-    with pytest.raises(ProtocolError):
-        seal_values(PartyContext("media", {}, run_id="r"), [1.0], "step")
+        open_values(media, sealed, "step", round=4)
+    np.testing.assert_array_equal(open_values(media, sealed, "step", round=3), [1.5, -2.0])
+    exact = [2**100 + 1, -7]
+    assert open_values(media, seal_values(brand, exact, "exact"), "exact", exact=True) == exact
     with pytest.raises(ProtocolError, match="not a numeric array"):
         open_values(brand, media.channel.seal("brand", "step", {"not": "values"}), "step")
+    with pytest.raises(ProtocolError, match="exact integers"):
+        open_values(brand, media.channel.seal("brand", "step", [1.5]), "step", exact=True)
+    vector = encrypt_scaled(keys["paillier"], np.ones(2)).dot(np.eye(2))
+    masked, record = mask(vector, 2.0, 0)
+    released = keys["paillier"].release_integers(masked, masked_release_bound("paillier", 2.0))
+    recovered = open_release(media, brand.channel.seal("media", "release", released), "release", record)
+    np.testing.assert_array_equal(recovered, [1.0, 1.0])
 
 
 def test_split_fits_keep_to_their_public_bounds_and_approximate_the_brier_score():

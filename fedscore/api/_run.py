@@ -59,7 +59,7 @@ def run(job, tables, options, *, out, engine=ENGINE, overwrite=False, resume=Fal
             config = {**settings.get(role, {}), "data": str(_table_file(table, Path(scratch) / f"{role}.csv"))}
             read_inputs(options, role, config)
             parties[role] = config
-        before_commit = _write_reports(job, list(parties)) if reports else None
+        before_commit = _write_reports(job, list(parties), out) if reports else None
         return run_job(job, options.to_dict(), parties, out, engine=engine, overwrite=overwrite, resume=resume,
                        timeout=timeout, before_commit=before_commit)
 
@@ -72,11 +72,18 @@ def _table_file(table, path):
     return Path(table).absolute()
 
 
-def _write_reports(job, roles):
+def _write_reports(job, roles, out):
+    """Write each role's ``report.html`` into its folder of the staged run, before the run's folder appears.
+
+    Each page is built from that role's folder and the run's shared files only, and names
+    the run by the output folder the caller asked for (the staging folder is not one).
+    """
     def write(staging):
         from ..report import write_report
+        from ..report.jobs import TITLES
 
         for role in roles:
-            write_report(staging, staging / role, party=role, title=f"fedscore {job}", name="report")
+            write_report(staging, staging / role, party=role, title=f"fedscore {job}: {TITLES.get(job, job)}",
+                         name="report", job=job, label=Path(out).name)
 
     return write

@@ -9,6 +9,7 @@ import pandas as pd
 from ..errors import InputError
 from ..kit.model import ModelFile
 from ..kit.options import with_options
+from ..protocols.horizontal import own_settings
 from ..protocols.horizontal_kmeans.options import HorizontalKMeansOptions
 from ._run import ENGINE, run
 from .segment import run_folder
@@ -88,9 +89,11 @@ def horizontal_kmeans(parties, *, out=None, engine=ENGINE, overwrite=False, resu
         raise InputError("parties must be a dict of party name to table")
     if len(parties) < 2:
         raise InputError("horizontal segmentation needs at least two parties")
+    # Each party's privacy options are its own: pinned in its settings, checked against the run's.
+    settings = {name: own_settings(options) for name in parties}
     with run_folder(out) as folder:
         summary = run("horizontal_kmeans", parties, options, out=folder, engine=engine, overwrite=overwrite,
-                      resume=resume, timeout=timeout, reports=out is not None)
+                      resume=resume, timeout=timeout, settings=settings, reports=out is not None)
         return read_result(folder, summary, options, list(parties), kept=out is not None)
 
 

@@ -14,6 +14,7 @@ from ..keys import PUBLIC_FILE, init_keys, party_key_name, read_manifest
 from ..kit.model import ModelFile
 from ..kit.options import argument, with_options
 from ..kit.table import Chunk
+from ..protocols.horizontal import own_settings
 from ..protocols.horizontal_lr.options import HorizontalLROptions
 from ._run import ENGINE, run
 
@@ -29,8 +30,12 @@ class HorizontalLRResult:
         The coordinator's summary: participation per round, dropouts, traffic, DP
         parameters, privacy warnings.
     model : fedscore.kit.model.ModelFile
-        The global model as the first party that finished wrote it (every party that
-        finished holds the same one).
+        The global model as the first party that finished wrote it. Every party that
+        finished holds the same coefficients; with ``min_category_count`` or
+        ``outlier_quantile`` each party's file encodes with its own kept categories and
+        bounds (``models``), so that it scores its own table as the run did.
+    models : dict of party to fedscore.kit.model.ModelFile
+        Each party's model file.
     history : dict of party to list of dict
         Each party's validation AUC per round, on its own held-out rows.
     reports : dict of party to dict
@@ -42,6 +47,7 @@ class HorizontalLRResult:
     out: Path
     summary: dict
     model: ModelFile
+    models: dict
     history: dict
     reports: dict
     epsilon: float | None
@@ -134,7 +140,9 @@ def horizontal_lr(parties, *, out, key_dir=None, engine=ENGINE, overwrite=False,
             raise InputError(f"the key folder holds keys for {len(manifest['parties'])} parties, not {len(tables)}",
                              path=folder)
         # Parties may run in other working directories: every key path is absolute.
-        settings = {role: {"key-path": str(folder / party_key_name(i + 1))} for i, role in enumerate(tables)}
+        # Each party's privacy options are its own: pinned in its settings, checked against the run's.
+        settings = {role: {"key-path": str(folder / party_key_name(i + 1)), **own_settings(options)}
+                    for i, role in enumerate(tables)}
         options = options.replace(public_key=str(folder / PUBLIC_FILE))
         summary = run("horizontal_lr", tables, options, out=out, engine=engine, overwrite=overwrite, resume=resume,
                       timeout=timeout, settings=settings)
@@ -153,6 +161,7 @@ def read_result(out, summary):
     report = {"summary": summary, "parties": reports}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return HorizontalLRResult(out=out, summary=summary, model=ModelFile.load(out / "model.json"),
+                              models={r: ModelFile.load(out / r / "model.json") for r in finished},
                               history={r: rep["rounds"] for r, rep in reports.items()}, reports=reports,
                               epsilon=summary["dp"]["epsilon"] if summary["dp"] else None)
 

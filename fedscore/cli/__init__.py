@@ -5,7 +5,9 @@ Errors a user can cause print as one line and exit with status 1; ``--debug`` sh
 traceback.
 """
 
+import functools
 import sys
+from pathlib import Path
 
 import click
 
@@ -59,7 +61,34 @@ def main(ctx, debug):
 
 
 def engine_options(func):
-    """Options shared by every command that runs a protocol."""
+    """Options shared by every command that runs a protocol, the parties' identities among them."""
+
+    command = func
+
+    @functools.wraps(command)
+    def with_identities(*args, identity_keys=(), peer_fingerprints=(), parties_file=None, **kwargs):
+        if not (identity_keys or peer_fingerprints or parties_file):
+            return command(*args, **kwargs)
+        from ..runtime.runner import identities
+
+        with identities(identity_keys, peer_fingerprints, parties_file):
+            return command(*args, **kwargs)
+
+    func = click.option(
+        "--parties-file", "parties_file", type=click.Path(dir_okay=False, path_type=Path),
+        help="A JSON or TOML file mapping each party's role to its identity fingerprint, pinned at every party "
+             "(the same as --peer-fingerprint for each).",
+    )(with_identities)
+    func = click.option(
+        "--peer-fingerprint", "peer_fingerprints", multiple=True, metavar="ROLE=FINGERPRINT",
+        help="Pin a party's identity fingerprint (repeat for each party): a channel key not signed by the "
+             "pinned identity is refused. Given with --identity; without either, each run makes and pins "
+             "its own keys.",
+    )(func)
+    func = click.option(
+        "--identity", "identity_keys", multiple=True, metavar="ROLE=PATH",
+        help="A party's identity key file, made with `fedscore identity init` (repeat for each party).",
+    )(func)
     func = click.option("--overwrite", is_flag=True, help="Replace the output folder if it exists.")(func)
     func = click.option(
         "--engine", type=click.Choice(["local", "simulation", "deployment"]), default="local", show_default=True,
@@ -90,4 +119,4 @@ def chosen_engine(engine, deployment):
 
 
 # Importing a command's module registers it on ``main``.
-from . import demo, horizontal, horizontal_lr, keys, lookalike, propensity, psi, score, segment  # noqa: E402,F401
+from . import demo, horizontal, horizontal_lr, identity, keys, lookalike, propensity, psi, score, segment  # noqa: E402,F401

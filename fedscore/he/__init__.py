@@ -13,13 +13,14 @@ array([1.5, 2.5])
 from . import _envelope
 from .base import EncryptedVector, HEContext
 from .ckks import CKKSContext, CKKSVector
+from .elgamal import BitKey, BitVector
 from .paillier import PaillierContext, PaillierVector
 
-_CONTEXTS = {"ckks": CKKSContext, "paillier": PaillierContext}
+_CONTEXTS = {"ckks": CKKSContext, "paillier": PaillierContext, "elgamal": BitKey}
 
 
 def create_context(scheme, **params):
-    """Generate a fresh key pair for ``scheme`` (``"ckks"`` or ``"paillier"``).
+    """Generate a fresh key pair for ``scheme`` (``"ckks"``, ``"paillier"`` or ``"elgamal"``, bits only).
 
     ``params`` go to :class:`CKKSContext` or :class:`PaillierContext`.
     """
@@ -54,6 +55,8 @@ def load_context(data, *, allow_weak_key=False):
 
 
 __all__ = [
+    "BitKey",
+    "BitVector",
     "CKKSContext",
     "CKKSVector",
     "EncryptedVector",

@@ -25,7 +25,7 @@ KIND_CONTEXT = 1
 KIND_VECTOR = 2
 _KIND_NAMES = {KIND_CONTEXT: "key context", KIND_VECTOR: "encrypted vector"}
 
-SCHEME_IDS = {"ckks": 1, "paillier": 2}
+SCHEME_IDS = {"ckks": 1, "paillier": 2, "elgamal": 3}
 SCHEME_NAMES = {v: k for k, v in SCHEME_IDS.items()}
 
 _HEADER = struct.Struct(">4sBBB16sH")

@@ -15,7 +15,14 @@ Decryption comes in two forms, and the difference is a security property:
   values are rounded to a fixed grid and, for CKKS, flooded with Gaussian noise
   ``STATISTICAL_SECURITY_BITS`` above the worst-case CKKS error, because a raw CKKS
   decryption handed back to the ciphertext's producer leaks the secret key
-  (Li & Micciancio, EUROCRYPT 2021).
+  (Li & Micciancio, EUROCRYPT 2021). Paillier's ``release_integers`` is its exact twin
+  for values masked by uniform integers.
+
+Protocols do not call these directly for another party: they go through
+:class:`fedscore.kit.release.KeyOwner`, where the key owner checks what it is asked to
+decrypt (count, shape, bound, its own release plan) and, for CKKS, sizes the flooding
+by its own bound on the error (:meth:`fedscore.he.ckks.CKKSContext.product_error`)
+rather than the one a vector declares.
 """
 
 from abc import ABC, abstractmethod

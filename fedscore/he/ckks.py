@@ -75,6 +75,14 @@ _TAIL_Z = statistics.NormalDist().inv_cdf(1.0 - 2.0 ** -(STATISTICAL_SECURITY_BI
 
 _PACKED, _PARTIAL = "packed", "partial"
 
+_VARIANCE_SLACK = 1e-9
+"""Relative slack when a declared error variance is compared with the key owner's bound:
+the two are computed in floating point along different paths."""
+
+
+def _terms(error):
+    return (error.base, error.key, error.relative)
+
 
 def _check_parameters(poly_modulus_degree, coeff_mod_bit_sizes, global_scale_bits):
     """Refuse parameters outside the HomomorphicEncryption.org 128-bit table."""
@@ -299,6 +307,84 @@ class CKKSContext(HEContext):
             return np.array([math.fsum(s) for s in slots])
         return np.concatenate(slots)[:vector.size]
 
+    def product_error(self, rows, terms, additions=1):
+        """The key owner's own bound on the error variance of a vector a peer computed from its encryptions.
+
+        The vector is what the protocol says the peer computes under this key: from
+        packed, fresh encryptions of ``rows`` values each, the sum of one
+        :meth:`CKKSVector.dot` per term, then ``additions`` plaintext additions (a
+        plaintext term, a mask, slot shares). Each term is ``(square_sum,
+        largest_square)``: public bounds on ``sum_i m_ij^2`` over any column of the
+        plaintext matrix and on any ``m_ij^2``, as multiplied (scales included).
+
+        Parameters
+        ----------
+        rows : int
+        terms : sequence of (float, float)
+        additions : int
+
+        Returns
+        -------
+        ErrorVariance
+            At least the variance the vector tracks whatever matrix within those bounds
+            the peer used: the tracking of :meth:`CKKSVector.dot` is replayed with the
+            squared multipliers that maximise it (as many slots as the bounds allow at
+            the largest square: every term of the Laurent-Massart bound grows when the
+            weights concentrate), and never below a fresh partial sum's.
+
+        Notes
+        -----
+        The variance a vector declares in its header is its producer's account: the
+        flooding noise of a release must not rest on it, since a smaller declared
+        variance means less noise than the ciphertext's error needs (Li and Micciancio,
+        EUROCRYPT 2021). :meth:`accept` checks a vector against this bound.
+        """
+        blocks = -(-int(rows) // self.slots)
+        fresh = self._rounding + self._encoding
+        total = None
+        for square_sum, largest_square in terms:
+            weights = self._worst_weights(square_sum, largest_square, blocks)
+            term = fresh.summed(weights) + self._over_slots(self._rounding + self._multiplier_encoding, blocks)
+            total = term if total is None else total.combined(term)
+        total = total + self._encoding * (self.slots * int(additions))
+        floor = self._over_slots(fresh, 1)
+        return ErrorVariance(*(max(a, b) for a, b in zip(_terms(total), _terms(floor))))
+
+    def _worst_weights(self, square_sum, largest_square, blocks):
+        """Per-slot squared multipliers ``(slots, 1)`` that maximise the tracked error under the bounds."""
+        total = float(square_sum)
+        peak = min(float(largest_square) * blocks, total)  # a slot meets one row per block
+        weights = np.zeros((self.slots, 1))
+        if peak > 0:
+            full = min(int(total // peak), self.slots)
+            weights[:full] = peak
+            if full < self.slots:
+                weights[full] = total - full * peak
+        return weights
+
+    def _over_slots(self, per_slot, count):
+        """A per-slot error summed over all slots of ``count`` ciphertexts (a partial sum's)."""
+        return per_slot.summed(np.full((self.slots, 1), float(count)))
+
+    def accept(self, vector, error, what="the vector"):
+        """Return ``vector`` carrying the key owner's own error bound ``error`` instead of its header's.
+
+        A vector whose header declares more error than ``error`` was not computed as the
+        protocol says (larger multipliers, more operations): it is refused rather than
+        released with noise sized for something else.
+
+        Raises
+        ------
+        CryptoError
+        """
+        self._check_own(vector)
+        declared, own = _terms(vector.error), _terms(error)
+        if any(d > o * (1.0 + _VARIANCE_SLACK) for d, o in zip(declared, own)):
+            raise CryptoError(
+                f"{what} declares a CKKS error variance above what the protocol's computation can produce "
+                f"({declared} against at most {own}): it was not computed as the protocol says, refused")
+        return vector._derive(vector.ciphertexts, error)
+
     def _error_bound(self, vector, message_bound):
         """Bound on ``|CKKS error|`` of each value, exceeded with probability about ``2^-s``."""
         return _TAIL_Z * math.sqrt(vector.error.total(message_bound, self._worst_slot))
@@ -405,7 +491,7 @@ class CKKSContext(HEContext):
         # model); it can never be below that of a fresh encryption.
         fresh = self._rounding + self._encoding
         if layout == _PARTIAL:
-            fresh = fresh.summed(np.ones((self.slots, 1)))
+            fresh = self._over_slots(fresh, 1)
         error = ErrorVariance(*(max(a, b) for a, b in zip(variances, (fresh.base, fresh.key, fresh.relative))))
         return CKKSVector(self, ciphertexts, size, layout, depth, error)
 
@@ -457,9 +543,6 @@ class CKKSVector(EncryptedVector):
                 f"with a {other.layout} vector of size {other.size}"
             )
 
-    def _over_all_slots(self, per_slot, count=1):
-        """A per-slot error summed over all slots of ``count`` ciphertexts (partial sums)."""
-        return per_slot.summed(np.full((self.context.slots, 1), float(count)))
 
     # --- addition -----------------------------------------------------------------------
 
@@ -526,7 +609,7 @@ class CKKSVector(EncryptedVector):
             ciphertexts = parallel_map(lambda pair: pair[0] * pair[1], zip(self.ciphertexts, chunks))
         added = context._rounding + context._multiplier_encoding  # the rescale and the multiplier
         if self.layout == _PARTIAL:
-            added = self._over_all_slots(added)
+            added = context._over_slots(added, 1)
         return self._derive(ciphertexts, self.error * largest**2 + added, depth=self.depth + 1)
 
     def dot(self, matrix):
@@ -559,7 +642,7 @@ class CKKSVector(EncryptedVector):
         # Slot i of every block shares the secret-key factor E_i: weight it by the
         # squared multipliers of that slot across blocks.
         propagated = self.error.summed((blocks**2).sum(axis=0))
-        added = self._over_all_slots(context._rounding + context._multiplier_encoding, len(self.ciphertexts))
+        added = context._over_slots(context._rounding + context._multiplier_encoding, len(self.ciphertexts))
         return self._derive(ciphertexts, propagated + added, size=columns, layout=_PARTIAL, depth=self.depth + 1)
 
     def sum(self):
@@ -569,7 +652,7 @@ class CKKSVector(EncryptedVector):
             total = total + ct
         if self.layout == _PACKED:
             # every slot, padding included, carries its own rounding error
-            error = self._over_all_slots(self.error, len(self.ciphertexts))
+            error = self.context._over_slots(self.error, len(self.ciphertexts))
         else:
             error = self.error * self.size**2  # partial sums may be correlated
         return self._derive([total], error, size=1, layout=_PARTIAL)

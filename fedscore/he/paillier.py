@@ -322,6 +322,47 @@ class PaillierContext(HEContext):
             )
         return np.ldexp(np.rint(np.ldexp(values, self.precision_bits)), -self.precision_bits)
 
+    def decrypt_integers(self, vector):
+        """Exact decryption as signed integers ``round(x * 2^exponent)``, for the key owner's own use."""
+        self._check_own(vector)
+        n, top = self._n, self._max_int
+        values = []
+        for m in self._raw_decrypt(vector.ciphertexts):
+            if m >= n - top:
+                m -= n
+            elif m > top:
+                raise CryptoError("Paillier plaintext overflow: a value left the encodable range during computation")
+            values.append(int(m))
+        return values
+
+    def release_integers(self, vector, bound):
+        """Decrypt for release to another party as exact integers: masked values that must not be rounded.
+
+        A value masked with a uniform integer (:meth:`PaillierVector.add_integers`)
+        hides the aggregate only if it travels exactly: a float64 keeps 53 bits, and the
+        aggregate would show modulo the mask's last-bit spacing. The caller's ``bound``
+        (on ``|x|``, in value units) is checked exactly at the vector's exponent.
+
+        Returns
+        -------
+        list of int
+            ``round(x * 2^exponent)`` of each value; the exponent is the vector's.
+
+        Raises
+        ------
+        CryptoError
+            If a value exceeds ``bound``.
+        """
+        limit = math.floor(math.ldexp(release_bound(bound), vector.exponent))
+        values = self.decrypt_integers(vector)
+        outside = [i for i, m in enumerate(values) if abs(m) > limit]
+        if outside:
+            raise CryptoError(
+                f"{len(outside)} decrypted value(s) exceed the declared bound {bound:g} "
+                f"(first at index {outside[0]}): refusing to release"
+            )
+        return values
+
     def load_vector(self, data):
         fields = _envelope.check_vector_key(data, self.scheme, self._fingerprint)
         try:
@@ -335,7 +376,9 @@ class PaillierContext(HEContext):
             raise CryptoError("serialised Paillier vector has an inconsistent size")
         width = self._width
         ciphertexts = [gmpy2.mpz(int.from_bytes(blob[i:i + width], "big")) for i in range(0, len(blob), width)]
-        if any(not 0 < c < self._nsquare for c in ciphertexts):
+        n = self._n
+        if any(not 0 < c < self._nsquare or gmpy2.gcd(c, n) != 1 for c in ciphertexts):
+            # a value sharing a factor with n is no ciphertext, and its "decryption" is a function of the key
             raise CryptoError("serialised Paillier vector holds values outside the ciphertext space")
         return PaillierVector(self, ciphertexts, exponent, rerandomize=False)
 
@@ -391,6 +434,26 @@ class PaillierVector(EncryptedVector):
         encoded = context._encode(plain, self.exponent)
         ciphertexts = [c * (1 + n * m) % nsquare for c, m in zip(self.ciphertexts, encoded)]
         return PaillierVector(context, ciphertexts, self.exponent, self._rerandomize)
+
+    def add_integers(self, values):
+        """Add exact integers at this vector's exponent (``x + m * 2^-exponent``): masks that hide exactly."""
+        context = self.context
+        if len(values) != self.size:
+            raise ValueError(f"{len(values)} integers do not match an encrypted vector of size {self.size}")
+        if any(abs(int(m)) >= context._max_int for m in values):
+            raise CryptoError(f"integer too large for a {context.key_bits}-bit Paillier plaintext")
+        n, nsquare = context._n, context._nsquare
+        ciphertexts = [c * (1 + n * (int(m) % n)) % nsquare for c, m in zip(self.ciphertexts, values)]
+        return PaillierVector(context, ciphertexts, self.exponent, self._rerandomize)
+
+    def take(self, indices):
+        """The values at ``indices`` (in that order, repeats allowed) as a vector re-randomised before it leaves.
+
+        Without fresh randomness the key owner would recognise each ciphertext it
+        encrypted, and with it the position it came from.
+        """
+        ciphertexts = [self.ciphertexts[int(i)] for i in indices]
+        return PaillierVector(self.context, ciphertexts, self.exponent, True)
 
     def __neg__(self):
         nsquare = self.context._nsquare

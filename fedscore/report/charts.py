@@ -10,6 +10,7 @@ import io
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 DPI = 110
 """Pixels per inch of the PNGs: about 700 px wide at the default figure size."""
@@ -22,6 +23,7 @@ COLORS = ("#1f5fa8", "#d9822b", "#2b9a66", "#b5485d", "#7a5cb8", "#8c8c8c")
 
 PAYLOAD_COLORS = {
     "ciphertext": "#1f5fa8",
+    "released": "#e0a030",
     "blinded_ids": "#7a5cb8",
     "masked_value": "#2b9a66",
     "public_parameter": "#9bb7d4",
@@ -33,7 +35,8 @@ PAYLOAD_COLORS = {
 """One colour per ledger payload category (see :class:`fedscore.ledger.Payload`)."""
 
 PAYLOAD_LABELS = {
-    "ciphertext": "ciphertexts",
+    "ciphertext": "encrypted or sealed",
+    "released": "released to the receiver",
     "blinded_ids": "blinded IDs",
     "masked_value": "masked values",
     "public_parameter": "public parameters",
@@ -42,9 +45,17 @@ PAYLOAD_LABELS = {
     "output": "per-row outputs",
     "control": "control",
 }
+"""How each payload category is named on a page (``released``: see :mod:`fedscore.report.steps`)."""
 
 MAX_PERSONA_FEATURES = 14
 """A persona heat map shows at most this many features: those that differ most between segments."""
+
+PERSONA_CAP = 1.0
+"""The persona colour saturates at a mean twice the average (+100 %) or zero (−100 %)."""
+
+LIFT_MIN_PEOPLE = 20
+"""A lift point over fewer people than this is drawn hollow: the lift of a handful of
+people is mostly noise (one positive more or less moves it by a whole unit or more)."""
 
 
 def _figure(size=SIZE):
@@ -54,9 +65,85 @@ def _figure(size=SIZE):
 
 
 def _png(fig):
+    declutter(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
     return buffer.getvalue()
+
+
+def _visible_ticks(axis):
+    """The tick labels ``axis`` draws: inside its view interval, visible, with text."""
+    low, high = sorted(axis.get_view_interval())
+    slack = 1e-9 * max(1.0, abs(high - low))
+    locations = axis.get_majorticklocs()
+    ticks = axis.get_major_ticks(len(locations))
+    return [tick.label1 for tick, loc in zip(ticks, locations)
+            if low - slack <= loc <= high + slack and tick.label1.get_visible() and tick.label1.get_text()]
+
+
+def overlapping_labels(fig):
+    """Tick labels of ``fig`` that overlap a neighbour on the same axis, as drawn.
+
+    Level labels overlap when their boxes do. Slanted labels (persona features) are
+    parallel strokes ending at their ticks: they overlap when the distance between two
+    strokes, the ticks' spacing times the sine of the slant, is less than a line of text.
+
+    Returns
+    -------
+    list of tuple
+        ``(axis, text, text)`` for each overlapping pair; empty when every label has room.
+    """
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for index, ax in enumerate(fig.axes):
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            labels = _visible_ticks(axis)
+            for i, j in _overlaps(labels, renderer, fig.dpi):
+                found.append((f"axes {index} {name}", labels[i].get_text(), labels[j].get_text()))
+    return found
+
+
+def _overlaps(labels, renderer, dpi):
+    """Index pairs of ``labels`` (one axis's tick labels) whose text overlaps, with a pixel of air."""
+    boxes = [label.get_window_extent(renderer) for label in labels]
+    pairs = []
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            a, b = boxes[i], boxes[j]
+            slant = np.deg2rad(labels[i].get_rotation() % 180)
+            if abs(np.sin(2 * slant)) > 1e-6 and labels[i].get_rotation() == labels[j].get_rotation():
+                (xa, ya), (xb, yb) = labels[i].get_transform().transform([labels[i].get_position(),
+                                                                          labels[j].get_position()])
+                apart = abs((xb - xa) * np.sin(slant) - (yb - ya) * np.cos(slant))
+                if apart < labels[i].get_size() * dpi / 72 + 1:
+                    pairs.append((i, j))
+            elif a.x0 < b.x1 + 1 and b.x0 < a.x1 + 1 and a.y0 < b.y1 + 1 and b.y0 < a.y1 + 1:
+                pairs.append((i, j))
+    return pairs
+
+
+def declutter(fig, min_ticks=2):
+    """Thin out the numeric ticks of every axis whose labels overlap, until none do.
+
+    Category axes (fixed ticks: persona features, ledger directions) keep their labels:
+    the figure is sized for them.
+    """
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            locator = axis.get_major_locator()
+            if not isinstance(locator, MaxNLocator):
+                continue
+            bins = max(min_ticks, len(_visible_ticks(axis)))
+            while bins > min_ticks and _axis_overlaps(fig, axis):
+                bins -= 1
+                axis.set_major_locator(MaxNLocator(nbins=bins, steps=[1, 2, 2.5, 5, 10]))
+    return fig
+
+
+def _axis_overlaps(fig, axis):
+    fig.canvas.draw()
+    return bool(_overlaps(_visible_ticks(axis), fig.canvas.get_renderer(), fig.dpi))
 
 
 def _style(ax):
@@ -67,20 +154,23 @@ def _style(ax):
 
 
 def _percent(ax, axis="both"):
-    from matplotlib.ticker import PercentFormatter
-
     if axis in ("x", "both"):
         ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0 if ax.get_xlim()[1] > 0.5 else None))
     if axis in ("y", "both"):
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
 
 
-def human_bytes(n):
-    """``1234567`` → ``"1.2 MB"`` (powers of 1000, as file sizes are usually shown)."""
+def human_bytes(n, compact=False):
+    """``1234567`` → ``"1.2 MB"`` (powers of 1000, as file sizes are usually shown).
+
+    With ``compact``, a whole number drops its decimal (``"20 MB"``): for axis ticks.
+    """
     n = float(n)
     for unit in ("B", "kB", "MB", "GB"):
         if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            if unit == "B" or (compact and round(n, 1).is_integer()):
+                return f"{n:.0f} {unit}"
+            return f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"  # pragma: no cover
 
@@ -103,7 +193,7 @@ def _x_limit(curves):
     return 1.0 if end >= 0.9 else min(1.0, end * 1.1)
 
 
-def gain_chart(curves, *, base_rate=None, title="Cumulative gain"):
+def gain_chart(curves, *, base_rate=None, population="population", title="Cumulative gain"):
     """Share of all positives captured against share of the population targeted.
 
     Parameters
@@ -113,6 +203,8 @@ def gain_chart(curves, *, base_rate=None, title="Cumulative gain"):
         :func:`fedscore.metrics.gain_curve`).
     base_rate : float, optional
         Positive rate of the population; draws the best possible curve when given.
+    population : str
+        Who was scored, for the axis label (``"validation customers"``).
     """
     fig = _figure()
     ax = fig.add_subplot()
@@ -126,7 +218,7 @@ def gain_chart(curves, *, base_rate=None, title="Cumulative gain"):
     top = max([float(g.max()) for _, f, g in _curves(curves)] + [right])
     ax.set_xlim(0, right)
     ax.set_ylim(0, min(1.02, top * 1.1))
-    ax.set_xlabel("share of the population targeted (highest scores first)")
+    ax.set_xlabel(f"share of the {population} targeted (highest scores first)")
     ax.set_ylabel("share of all positives reached")
     ax.set_title(title, loc="left", fontsize=11)
     _percent(ax)
@@ -135,31 +227,46 @@ def gain_chart(curves, *, base_rate=None, title="Cumulative gain"):
     return _png(fig)
 
 
-def lift_chart(curves, *, min_fraction=0.01, title="Lift"):
+def lift_chart(curves, *, rows=None, min_people=LIFT_MIN_PEOPLE, population="population", title="Lift"):
     """Positive rate in the top share of scores divided by the overall positive rate.
+
+    Every point of the curves is drawn, from the smallest share on (the top 1 % too);
+    points over fewer than ``min_people`` people are drawn hollow and named as noisy.
 
     Parameters
     ----------
     curves : list of dict
         The same gain curves as :func:`gain_chart`; lift is ``gain / fraction``.
-    min_fraction : float
-        Leftmost share drawn: the lift of the first few people is mostly noise.
+    rows : int, optional
+        People scored: says which points cover fewer than ``min_people``.
+    population : str
+        Who was scored, for the axis label.
     """
     fig = _figure()
     ax = fig.add_subplot()
-    top = 1.0
+    top, noisy = 1.0, False
     for (label, fraction, gain), color in zip(_curves(curves), COLORS):
-        keep = fraction >= min_fraction - 1e-12
-        if not keep.any():
-            keep = fraction > 0
-        lift = gain[keep] / fraction[keep]
-        top = max(top, float(np.nanmax(lift)) if lift.size else 1.0)
-        ax.plot(fraction[keep], lift, color=color, linewidth=2, label=label, marker="o" if keep.sum() < 20 else None,
-                markersize=4)
+        keep = fraction > 0
+        fraction, lift = fraction[keep], gain[keep] / fraction[keep]
+        if not lift.size:
+            continue
+        top = max(top, float(np.nanmax(lift)))
+        few = fraction * rows < min_people if rows else np.zeros(len(fraction), dtype=bool)
+        ax.plot(fraction, lift, color=color, linewidth=2, label=label)
+        marker = "o" if len(fraction) < 20 else None
+        solid = ~few if marker else np.zeros(len(fraction), dtype=bool)
+        if marker and solid.any():
+            ax.plot(fraction[solid], lift[solid], "o", color=color, markersize=4)
+        if few.any():
+            noisy = True
+            ax.plot(fraction[few], lift[few], "o", markersize=5, markerfacecolor="white", markeredgecolor=color)
+    if noisy:
+        ax.plot([], [], "o", markersize=5, markerfacecolor="white", markeredgecolor="#555555",
+                label=f"fewer than {min_people} people: mostly noise")
     ax.axhline(1.0, color="#999999", linestyle="--", linewidth=1, label="random targeting")
     ax.set_xlim(0, _x_limit(curves))
     ax.set_ylim(0, top * 1.08)
-    ax.set_xlabel("share of the population targeted (highest scores first)")
+    ax.set_xlabel(f"share of the {population} targeted (highest scores first)")
     ax.set_ylabel("lift (× the overall positive rate)")
     ax.set_title(title, loc="left", fontsize=11)
     _percent(ax, "x")
@@ -168,7 +275,8 @@ def lift_chart(curves, *, min_fraction=0.01, title="Lift"):
     return _png(fig)
 
 
-def audience_chart(audiences, *, curve=None, rows=None, positives=None, title="Audience size vs precision and recall"):
+def audience_chart(audiences, *, curve=None, rows=None, positives=None, population="people",
+                   title="Audience size vs precision and recall"):
     """Precision and recall of the audience made of the top-scored people, by its size.
 
     Parameters
@@ -181,6 +289,8 @@ def audience_chart(audiences, *, curve=None, rows=None, positives=None, title="A
         the continuous precision and recall curves.
     rows, positives : int, optional
         Size of the scored population and its number of positives.
+    population : str
+        Who the audience sizes count, for the axis label (``"held-out media users"``).
     """
     fig = _figure()
     ax = fig.add_subplot()
@@ -202,7 +312,8 @@ def audience_chart(audiences, *, curve=None, rows=None, positives=None, title="A
         ax.axhline(positives / rows, color="#999999", linestyle="--", linewidth=1, label="overall positive rate")
     ax.set_ylim(0, 1.02)
     ax.set_xlim(left=0)
-    ax.set_xlabel("audience size (people, highest scores first)")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+    ax.set_xlabel(f"audience size ({population}, highest scores first)")
     ax.set_ylabel("share")
     ax.set_title(title, loc="left", fontsize=11)
     _percent(ax, "y")
@@ -211,19 +322,23 @@ def audience_chart(audiences, *, curve=None, rows=None, positives=None, title="A
     return _png(fig)
 
 
-def pick_persona_features(features, values, limit=MAX_PERSONA_FEATURES):
-    """Indices of the features whose segment values differ most, in their original order.
+def pick_persona_features(features, weights, limit=MAX_PERSONA_FEATURES):
+    """Indices of the features that set the segments most apart, in their original order.
+
+    Parameters
+    ----------
+    features : list of str
+    weights : array-like, shape (segments, features)
+        How distinctive each cell is (larger: more); NaN counts as 0.
 
     Features named ``party.column`` are picked evenly from each party, so that a joint
     profile shows both parties' columns.
     """
-    values = np.asarray(values, dtype=float)
+    weights = np.abs(np.nan_to_num(np.asarray(weights, dtype=float), nan=0.0))
     if len(features) <= limit:
         return list(range(len(features)))
-    finite = np.where(np.isfinite(values), values, np.nan)
-    with np.errstate(all="ignore"):
-        spread = np.nan_to_num(np.nanmax(finite, axis=0) - np.nanmin(finite, axis=0)) if finite.size else np.zeros(0)
-    order = list(np.argsort(-spread, kind="stable"))
+    strength = weights.max(axis=0) if weights.size else np.zeros(len(features))
+    order = list(np.argsort(-strength, kind="stable"))
     groups = {}
     for i in order:
         prefix, dot, _ = features[i].partition(".")
@@ -249,43 +364,57 @@ def format_value(value, kind="number"):
     return f"{value:.1f}" if abs(value) >= 1 else f"{value:.2f}"
 
 
+def format_change(value):
+    """A relative difference as a signed percentage: ``+28 %``, ``−100 %``."""
+    if value is None or not np.isfinite(value):
+        return "–"
+    text = f"{100 * value:+.0f} %"
+    return text.replace("-", "−")
+
+
 def persona_chart(features, segments, *, kinds=None, title="Persona profiles"):
-    """Heat map of segment profiles: colour by distance from the average, labelled with the value.
+    """Heat map of segment profiles: colour by the difference from the average, labelled with the value.
 
     Parameters
     ----------
     features : list of str
     segments : list of dict
-        Each ``{"segment": name, "size": int, "means": [...], "z": [...]}``: the mean
-        of each feature in its own units and, optionally, its distance from the average
-        of all segments in standard deviations (the colour; the means when absent).
+        Each ``{"segment": name, "size": int, "means": [...], "vs_average": [...],
+        "weight": [...]}``: the mean of each feature in its own units, its difference
+        from the average as a share of the average (the colour, capped at
+        :data:`PERSONA_CAP`) and how distinctive it counts for picking the features shown
+        (as from :func:`fedscore.report.sections.persona_section`; the difference when
+        absent).
     kinds : list of str, optional
         ``"share"`` or ``"number"`` per feature, for the cell labels.
     """
     kinds = list(kinds) if kinds is not None else ["share" if "=" in f else "number" for f in features]
-    means = np.array([[np.nan if v is None else v for v in s["means"]] for s in segments], dtype=float)
-    colour = np.array([[np.nan if v is None else v for v in (s.get("z") or s["means"])] for s in segments],
-                      dtype=float)
-    keep = pick_persona_features(features, colour)
-    means, colour = means[:, keep], colour[:, keep]
+
+    def rows(key, fallback=None):
+        return np.array([[np.nan if v is None else v for v in (s.get(key) or s.get(fallback) or [None] * len(features))]
+                         for s in segments], dtype=float)
+
+    means, colour = rows("means"), rows("vs_average")
+    keep = pick_persona_features(features, rows("weight", "vs_average"))
+    means, colour = means[:, keep], np.clip(colour[:, keep], -PERSONA_CAP, PERSONA_CAP)
     names = [features[i] for i in keep]
     kinds = [kinds[i] for i in keep]
     height = max(2.6, 1.6 + 0.5 * len(segments) + 0.06 * max((len(n) for n in names), default=0))
     width = max(6.4, 2.2 + 0.62 * len(names))
     fig = _figure((width, height))
     ax = fig.add_subplot()
-    limit = float(np.nanmax(np.abs(colour))) if np.isfinite(colour).any() else 1.0
-    limit = max(limit, 0.5)
-    image = ax.imshow(colour, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
+    image = ax.imshow(colour, aspect="auto", cmap="RdBu_r", vmin=-PERSONA_CAP, vmax=PERSONA_CAP)
     ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
     ax.set_yticks(range(len(segments)), [f"{s['segment']}  (n={s.get('size', '?'):,})" for s in segments],
                   fontsize=9)
     for i in range(means.shape[0]):
         for j in range(means.shape[1]):
-            dark = np.isfinite(colour[i, j]) and abs(colour[i, j]) > 0.6 * limit
+            dark = np.isfinite(colour[i, j]) and abs(colour[i, j]) > 0.6 * PERSONA_CAP
             ax.text(j, i, format_value(means[i, j], kinds[j]), ha="center", va="center", fontsize=7,
                     color="white" if dark else "#222222")
-    fig.colorbar(image, ax=ax, shrink=0.85, label="vs average (std. dev.)")
+    bar = fig.colorbar(image, ax=ax, shrink=0.85, ticks=[-1, -0.5, 0, 0.5, 1])
+    bar.ax.set_yticklabels(["−100 %", "−50 %", "average", "+50 %", "+100 %\nor more"], fontsize=8)
+    bar.set_label("difference from the average", fontsize=9)
     ax.set_title(title, loc="left", fontsize=11)
     return _png(fig)
 
@@ -297,7 +426,7 @@ def ledger_chart(directions, *, title="Bytes that crossed a party boundary"):
     ----------
     directions : dict
         ``{"brand -> coordinator": {"bytes": int, "payloads": {category: bytes}}, ...}``
-        as from :meth:`fedscore.ledger.Ledger.summary`.
+        as from :func:`fedscore.report.sections.ledger_section`.
     """
     names = list(directions)
     height = max(2.4, 1.2 + 0.5 * len(names))
@@ -318,7 +447,9 @@ def ledger_chart(directions, *, title="Bytes that crossed a party boundary"):
     ax.set_yticks(range(len(names)), [n.replace(" -> ", " → ") for n in names], fontsize=9)
     ax.invert_yaxis()
     ax.set_xlim(0, max(total * 1.18, 1))
-    ax.xaxis.set_major_formatter(lambda x, _: human_bytes(x))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+    ax.xaxis.set_major_formatter(lambda x, _: human_bytes(x, compact=True))
+    ax.tick_params(axis="x", labelsize=8)
     ax.set_xlabel("bytes (kind and size only: the ledger never holds a value)")
     ax.set_title(title, loc="left", fontsize=11)
     _style(ax)

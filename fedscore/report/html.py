@@ -15,11 +15,15 @@ from pathlib import Path
 
 from .._version import __version__
 from ..ledger import COORDINATOR
-from . import charts
-from .sections import merge_directions, merge_report, read_run, received
+from . import charts, sections
+from .jobs import EACH_PARTY
+from .sections import direction_order, merge_directions, merge_report, read_run, received
 
 PAYLOAD_MEANING = {
-    "ciphertext": "encrypted values; only the holder of the matching secret key can read them",
+    "ciphertext": "values encrypted under a party's key or sealed for one party: the coordinator relays them "
+                  "unread, and the receiver reads only what the protocol releases to it",
+    "released": "results the protocol releases to the receiving party by design (listed under what each party "
+                "learned); encrypted or sealed in transit, read by that party only",
     "blinded_ids": "identifiers raised to a secret exponent; they cannot be linked to a person without it",
     "masked_value": "values hidden under a random mask that only the other party holds",
     "public_parameter": "public keys, encryption parameters and agreed settings",
@@ -29,10 +33,6 @@ PAYLOAD_MEANING = {
     "control": "step names, acknowledgements and status",
 }
 """Plain-language meaning of each ledger payload category."""
-
-LIFT_MIN_PEOPLE = 20
-"""The lift curve starts where the top of the ranking holds this many people: before that
-it is the noise of a handful of people."""
 
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1d2530;
@@ -56,7 +56,7 @@ padding:8px 14px;min-width:120px}.kpi b{display:block;font-size:22px}.kpi span{f
 .learned ul{padding-left:18px;margin:4px 0}footer{margin-top:36px;font-size:12px;color:#5a6573}
 code{font-size:12px;background:#f1f3f6;padding:0 3px;border-radius:3px}
 td.num,td.nowrap{white-space:nowrap}td.small{font-size:12px;color:#3d4753}
-details{margin-top:24px}summary{cursor:pointer;color:#1f5fa8;font-size:14px}
+tr.group th{padding-top:14px;color:#1d2530;font-size:14px}details{margin-top:24px}summary{cursor:pointer;color:#1f5fa8;font-size:14px}
 """
 
 
@@ -107,8 +107,7 @@ def build_report(report):
                  + "</details>")
     if not (scoring or personas or ledgers or report.get("facts") or report.get("details")):
         page.add("<p class='note'>This run folder holds no results to report yet.</p>")
-    notes = "".join(f"<p>{_e(n)}</p>" for n in report.get("notes") or ())
-    page.add(f"<footer>{notes}<p>Every number in this report is an aggregate; no row of either party's data "
+    page.add("<footer><p>Every number in this report is an aggregate; no row of either party's data "
              "is in this file. Charts are also saved as PNG files beside it.</p></footer>")
     document = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
                 "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -137,14 +136,16 @@ def save_report(report, out_dir, name="report"):
     return path
 
 
-def write_report(run_dir, out_dir=None, *, party=None, title=None, subtitle=None, extra=None, name=None):
+def write_report(run_dir, out_dir=None, *, party=None, title=None, subtitle=None, extra=None, name=None, job=None,
+                 label=None, compare=None):
     """Build a party's report from one or several run folders and write it.
 
     Parameters
     ----------
     run_dir : path, list of paths, or dict of name to path
         A run folder as written by :func:`fedscore.runtime.run_job` (``summary.json``,
-        ``ledger.jsonl``, one folder per party), or several (the phases of a demo).
+        ``ledger.jsonl``, one folder per party), or several (the phases of a demo). In a
+        dict, a name that is a job's name says which job ran there.
     out_dir : path, optional
         Where to write ``<party>.html`` and its PNGs; defaults to ``<run_dir>/report``
         (for several runs, the first run's parent ``/report``).
@@ -153,28 +154,40 @@ def write_report(run_dir, out_dir=None, *, party=None, title=None, subtitle=None
         it, only the shared files are used.
     title, subtitle : str, optional
     extra : dict, optional
-        A partial report merged in after the run folders (facts, sections, statements).
+        A partial report merged in before the run folders (facts about the inputs,
+        notes, sections, statements).
     name : str, optional
         File name without extension; defaults to the party's name (or ``report``).
+    job : str, optional
+        The job of a single run folder, when its summary does not name it.
+    label : str, optional
+        What a single run is called on the page (the output folder the user named);
+        defaults to the folder's name.
+    compare : dict of str to list of dict, optional
+        Other models of the party's, by run name, shown beside that run's model (see
+        :func:`fedscore.report.jobs.job_report`).
 
     Returns
     -------
     pathlib.Path
         The HTML file.
     """
+    from ..protocols import JOBS
+
     if isinstance(run_dir, dict):
-        runs = [(name, Path(path)) for name, path in run_dir.items()]
+        runs = [(run_name, Path(path), run_name if run_name in JOBS else None) for run_name, path in run_dir.items()]
     elif isinstance(run_dir, (list, tuple)):
-        runs = [(Path(p).name, Path(p)) for p in run_dir]
+        runs = [(Path(p).name, Path(p), None) for p in run_dir]
     else:
-        runs = [(Path(run_dir).name, Path(run_dir))]
+        runs = [(label or Path(run_dir).name, Path(run_dir), job)]
     if not runs:
         raise ValueError("no run folder given")
     report = {"title": title or "fedscore report", "subtitle": subtitle, "party": party}
-    for run_name, path in runs:
-        merge_report(report, read_run(path, party=party, name=run_name))
     if extra:
         merge_report(report, extra)
+    for run_name, path, run_job in runs:
+        merge_report(report, read_run(path, party=party, name=run_name, job=run_job, prefix=len(runs) > 1,
+                                      compare=(compare or {}).get(run_name, ())))
     if out_dir is None:
         out_dir = (runs[0][1] if len(runs) == 1 else runs[0][1].parent) / "report"
     return save_report(report, out_dir, name=name or party or "report")
@@ -212,19 +225,33 @@ def _summary(report, scoring, ledgers):
     if ledgers:
         kpis.append((charts.human_bytes(total), f"crossed a party boundary in {messages:,} messages"))
     facts = report.get("facts") or []
-    if not (kpis or facts):
+    notes = list(dict.fromkeys(report.get("notes") or ()))
+    if not (kpis or facts or notes):
         return ""
     out = ["<h2>Summary</h2>"]
     if kpis:
         out.append("<div class='kpis'>" + "".join(f"<div class='kpi'><b>{_e(v)}</b><span>{_e(label)}</span></div>"
                                                   for v, label in kpis) + "</div>")
     if facts:
-        out.append(_table(["", "value"], [[label, _fmt(value)] for label, value in facts], num_cols={1}))
+        out.append(_facts(facts))
+    out += [f"<p class='note'>{_e(note)}</p>" for note in notes]
     return "\n".join(out)
+
+
+def _facts(facts):
+    """The facts table; a fact's optional third item names its group (a run of a page over several)."""
+    body, group = [], None
+    for label, value, *rest in facts:
+        if rest and rest[0] != group:
+            group = rest[0]
+            body.append(f"<tr class='group'><th colspan=2>{_e(group)}</th></tr>")
+        body.append(f"<tr><td>{_e(label)}</td><td class=num>{_e(_fmt(value))}</td></tr>")
+    return f"<table><thead><tr><th></th><th class=num>value</th></tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _scoring(section, index, page):
     name = section.get("name") or f"Model {index}"
+    population = section.get("population") or "people scored"
     out = [f"<h3>{_e(name)}{_badge(section)}</h3>"]
     if section.get("note"):
         out.append(f"<p class='note'>{_e(section['note'])}</p>")
@@ -235,38 +262,41 @@ def _scoring(section, index, page):
             for model in models if any(_finite(model.get(k)) for k, _ in columns)]
     if rows:
         out.append(_table(["model"] + [h for _, h in columns], rows, num_cols=set(range(1, len(columns) + 1))))
-    facts = [f"{section['rows']:,} {section.get('population') or 'people scored'}"
-             if isinstance(section.get("rows"), int) else None,
+    out += [f"<p class='note'>{_e(m['note'])}</p>" for m in models[1:] if m.get("note")]
+    facts = [f"{section['rows']:,} {population}" if isinstance(section.get("rows"), int) else None,
              f"{section['positives']:,} {section.get('positives_label') or 'positives'}"
              if isinstance(section.get("positives"), int) else None]
     if any(facts):
-        out.append(f"<p class='note'>{_e(', '.join(f for f in facts if f))}.</p>")
+        out.append(f"<p class='note'>Measured on {_e(', '.join(f for f in facts if f))}.</p>")
     curves = [{"label": m.get("label", ""), **(m.get("gain") or {})} for m in models if m.get("gain")]
     base_rate = None
     if section.get("rows") and section.get("positives") is not None:
         base_rate = section["positives"] / section["rows"]
-    slug = f"{index}"
+    rows_scored = section.get("rows") if isinstance(section.get("rows"), int) else None
     figures = []
     if curves:
-        figures.append(page.figure(f"gain-{slug}.png", charts.gain_chart(curves, base_rate=base_rate),
-                                   "Cumulative gain: share of positives reached by targeting the top scores"))
-        rows = section.get("rows")
-        min_fraction = max(0.01, LIFT_MIN_PEOPLE / rows) if isinstance(rows, int) and rows > 0 else 0.01
-        figures.append(page.figure(f"lift-{slug}.png", charts.lift_chart(curves, min_fraction=min_fraction),
-                                   "Lift: how many times the overall positive rate the top scores reach"))
+        figures.append(page.figure(f"gain-{index}.png",
+                                   charts.gain_chart(curves, base_rate=base_rate, population=population),
+                                   f"Cumulative gain: share of the positives reached by targeting the top-scored "
+                                   f"{population}"))
+        figures.append(page.figure(f"lift-{index}.png",
+                                   charts.lift_chart(curves, rows=rows_scored, population=population),
+                                   f"Lift: how many times the overall positive rate the top-scored {population} "
+                                   "reach, from the top 1 % on"))
     audiences = section.get("audiences") or []
     if audiences or (curves and base_rate is not None):
         png = charts.audience_chart(audiences, curve=section.get("gain"), rows=section.get("rows"),
-                                    positives=section.get("positives"))
-        figures.append(page.figure(f"audience-{slug}.png", png, "Audience size vs precision and recall"))
+                                    positives=section.get("positives"), population=population)
+        figures.append(page.figure(f"audience-{index}.png", png,
+                                   f"Audience size ({population}) vs precision and recall"))
     if audiences:
-        figures.append("<div><h3>Audiences by size</h3>" + _table(
-            ["audience", "people", "precision", "recall", "lift"],
+        figures.append(f"<div><h3>Audiences of {_e(population)}</h3>" + _table(
+            [f"top of the {population}", f"{population} in it", "precision", "recall", "lift"],
             [[_audience_size(a.get("size")), _fmt(a.get("count")), _pct(a.get("precision")), _pct(a.get("recall")),
               _fmt(a.get("lift"), "×")] for a in audiences],
             num_cols={1, 2, 3, 4}) + "<p class='note'>Precision: share of the audience that is positive. "
             "Recall: share of all positives that the audience reaches. Lift: precision over the overall "
-            "positive rate.</p></div>")
+            f"positive rate. Every count here is of {_e(population)}.</p></div>")
     if figures:
         out.append("<div class='figs'>" + "".join(figures) + "</div>")
     return "\n".join(out)
@@ -284,85 +314,114 @@ def _personas(section, index, page):
     total = sum(s.get("size", 0) for s in segments) or None
     rows = []
     for s in segments:
-        means, z = s.get("means") or [], s.get("z") or s.get("means") or []
-        ranked = sorted((i for i, v in enumerate(z) if v is not None and i < len(features) and i < len(means)),
-                        key=lambda i: -abs(z[i]))[:3]
+        means = s.get("means") or []
+        change = s.get("vs_average") or [None] * len(features)
+        weight = s.get("weight") or change
+        ranked = sorted((i for i, w in enumerate(weight) if w is not None and i < len(features) and i < len(means)
+                         and change[i] is not None and w > 0), key=lambda i: -weight[i])[:3]
         traits = "; ".join(
-            f"{features[i]} {'↑' if z[i] > 0 else '↓'} {charts.format_value(means[i], kinds[i])}"
-            + (f" (avg {charts.format_value(overall[i], kinds[i])})" if overall[i] is not None else "")
-            for i in ranked)
+            f"{features[i]} {charts.format_value(means[i], kinds[i])}"
+            + (f" vs {charts.format_value(overall[i], kinds[i])} on average" if overall[i] is not None else "")
+            + f" ({charts.format_change(change[i])})" for i in ranked)
         rows.append([s.get("segment", ""), _fmt(s.get("size")), _pct(s["size"] / total) if total else "", traits])
     if rows:
         out.append(_table(["persona", "people", "share", "most distinctive features"], rows, num_cols={1, 2}))
-    threshold = section.get("min_size")
-    if threshold or section.get("suppressed"):
-        out.append(f"<p class='note'>Profiles are released only for segments of at least {_fmt(threshold)} people; "
-                   f"{int(section.get('suppressed') or 0)} segment(s) below that were withheld.</p>")
+    threshold, suppressed = section.get("min_size"), int(section.get("suppressed") or 0)
+    if threshold or suppressed:
+        size = f"at least {_fmt(threshold)} people" if threshold else "the release threshold"
+        out.append(f"<p class='note'>Profiles are released only for personas of {size}; {suppressed} persona(s) "
+                   "below that were withheld.</p>")
     if segments and features:
         png = charts.persona_chart(features, segments, kinds=kinds)
-        caption = ("Persona profiles: each cell is the segment's mean (share of people for a category), "
-                   "coloured by how far it lies from the average of all segments")
+        caption = ("Persona profiles: each cell is the persona's average (the share of its people for a category), "
+                   "coloured by how far it lies from the average of all the personas' people, as a share of that "
+                   "average (capped at ±100 %)")
         out.append("<div class='figs'>" + page.figure(f"personas-{index}.png", png, caption, wide=True) + "</div>")
-        if section.get("relative"):
-            out.append(f"<p class='note'>Scaled by the spread between segments (their spread across people is "
-                       f"not known to this party): {_e(', '.join(section['relative']))}.</p>")
+        out.append("<p class='note'>The colour scale is computed from the released averages alone, so every party "
+                   "that holds them draws the same colours: a small difference stays pale whatever the column's "
+                   "units. Categories held by fewer than "
+                   f"{100 * sections.MIN_TRAIT_SHARE:.0f} % of a persona and of everyone count for less among its "
+                   "distinctive features.</p>")
     return "\n".join(out)
 
 
 def _privacy(report, ledgers, page):
     out = ["<h2>Privacy ledger</h2>",
            "<p class='note'>Every message that crossed a party boundary, as recorded by the coordinator: who sent "
-           "it, what kind it was and how many bytes of each payload category it carried. The ledger never holds "
-           "a value.</p>"]
+           "it, what it was for and how many bytes of each kind it carried. The ledger never holds a value.</p>"]
+    out.append(_learned(report, ledgers))
     if ledgers:
-        rows = []
+        rows, steps = [], []
         for entry in ledgers:
-            for key, d in sorted(entry["directions"].items(), key=lambda kv: _order(kv[1])):
-                kinds = ", ".join(f"{step} ×{n}" if n > 1 else step for step, n in d.get("steps", {}).items())
+            for key, d in sorted(entry["directions"].items(), key=lambda kv: direction_order(kv[1])):
+                phases = "; ".join(f"{words} ({n:,} message{'s' if n > 1 else ''})"
+                                   for words, n in d.get("phases", {}).items())
                 payloads = ", ".join(f"{charts.PAYLOAD_LABELS.get(p, p)} {charts.human_bytes(b)}"
                                      for p, b in sorted(d.get("payloads", {}).items(), key=lambda kv: -kv[1]))
                 rows.append([entry.get("name") or "", key.replace(" -> ", " → "), _fmt(d.get("messages")),
-                             charts.human_bytes(d.get("bytes", 0)), payloads, kinds])
-        out.append(_table(["run", "direction", "messages", "bytes", "payload categories", "message kinds"],
+                             charts.human_bytes(d.get("bytes", 0)), phases, payloads])
+                steps.append([entry.get("name") or "", key.replace(" -> ", " → "),
+                              ", ".join(f"{step} ×{n}" if n > 1 else step for step, n in d.get("steps", {}).items())])
+        out.append("<h3>Messages by direction</h3>")
+        out.append(_table(["run", "direction", "messages", "bytes", "what for", "what they carried"],
                           rows, num_cols={2, 3}, classes={1: "nowrap", 4: "small", 5: "small"}))
         directions = merge_directions(ledgers)
         out.append("<div class='figs'>" + page.figure("ledger.png", charts.ledger_chart(directions),
-                                                      "Bytes per direction and payload category", wide=True)
-                   + "</div>")
-    out.append(_learned(report, ledgers))
+                                                      "Bytes per direction and kind", wide=True) + "</div>")
+        out.append("<details><summary>Protocol step names, as the specifications and the ledger file name them"
+                   "</summary>" + _table(["run", "direction", "steps (× messages)"], steps,
+                                         classes={1: "nowrap", 2: "small"}) + "</details>")
     used = sorted({p for entry in ledgers for d in entry["directions"].values() for p in d.get("payloads", {})})
     if used:
-        out.append("<h3>Payload categories</h3>")
-        out.append(_table(["category", "what it is"],
+        out.append("<h3>Kinds of payload</h3>")
+        out.append(_table(["kind", "what it is"],
                           [[charts.PAYLOAD_LABELS.get(p, p), PAYLOAD_MEANING.get(p, "")] for p in used]))
     return "\n".join(out)
 
 
 def _learned(report, ledgers):
     learned = report.get("learned") or {}
-    roles = list(dict.fromkeys([*learned, *(d.get("receiver") for entry in ledgers
-                                             for d in entry["directions"].values())]))
-    roles = [r for r in roles if r] or []
-    roles.sort(key=lambda r: (r == COORDINATOR, r))
+    party = report.get("party")
+    receivers = [d.get("receiver") for entry in ledgers for d in entry["directions"].values()]
+    roles = [r for r in dict.fromkeys([*learned, *receivers]) if r and r != EACH_PARTY]
+    if EACH_PARTY in learned:
+        # a horizontal job, any number of parties: this party's box (or one for every party) and the coordinator's
+        roles = [r for r in roles if r == COORDINATOR or (r == party and party is not None)]
+        if party is None or party not in roles:
+            roles.insert(0, EACH_PARTY)
+    roles.sort(key=lambda r: (r == COORDINATOR, r != party, r))
     if not roles:
         return ""
     boxes = []
     for role in roles:
-        items = [f"<li>{_e(s)}</li>" for s in learned.get(role, [])]
-        messages, payloads = received(ledgers, role)
+        statements = learned.get(role) or ([] if role == COORDINATOR else learned.get(EACH_PARTY, []))
+        items = [f"<li>{_e(_sentence(s))}</li>" for s in statements]
+        messages, payloads, results = received(ledgers, role)
         if messages:
-            parts = ", ".join(f"{charts.PAYLOAD_LABELS.get(p, p)} ({charts.human_bytes(b)})"
-                              for p, b in sorted(payloads.items(), key=lambda kv: -kv[1]))
+            total = sum(payloads.values())
             plural = "message" if messages == 1 else "messages"
-            items.append(f"<li>Received {messages:,} {plural} in all: {_e(parts)}.</li>")
-        boxes.append(f"<div><h3>{_e(role)}</h3><ul>{''.join(items)}</ul></div>")
-    return ("<h3>What each party learned</h3><p class='note'>The statements come from each protocol's "
-            "specification; the received totals are measured from the ledger.</p>"
+            text = f"Received {messages:,} {plural} ({charts.human_bytes(total)})"
+            if results:
+                text += ". Released to it by design: " + "; ".join(
+                    f"{what} ({charts.human_bytes(b)})" for what, b in sorted(results.items(), key=lambda kv: -kv[1]))
+            rest = {p: b for p, b in payloads.items() if p != "released"}
+            if rest:
+                text += (". The rest: " if results else ": ") + ", ".join(
+                    f"{charts.PAYLOAD_LABELS.get(p, p)} {charts.human_bytes(b)}"
+                    for p, b in sorted(rest.items(), key=lambda kv: -kv[1]))
+            items.append(f"<li class='measured'>{_e(text)}.</li>")
+        title = role if role != party else f"{role} (this report)"
+        if role == EACH_PARTY:
+            title = "each party"
+        boxes.append(f"<div><h3>{_e(title)}</h3><ul>{''.join(items)}</ul></div>")
+    return ("<h3>What each party learned</h3><p class='note'>In plain words, from each protocol's specification; "
+            "what each received is measured from the ledger.</p>"
             f"<div class='learned'>{''.join(boxes)}</div>")
 
 
-def _order(d):
-    return (d.get("sender") == COORDINATOR, d.get("receiver") if d.get("sender") == COORDINATOR else d.get("sender"))
+def _sentence(text):
+    text = str(text).strip()
+    return text[:1].upper() + text[1:]
 
 
 def _badge(section):

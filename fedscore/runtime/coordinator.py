@@ -24,6 +24,7 @@ class Request:
     seq: int
     fields: dict
     payloads: dict
+    job: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class Coordinator:
     journal : fedscore.runtime.checkpoint.Journal, optional
         Records every completed exchange; while it holds exchanges of an earlier
         attempt of this run, they are answered from it (a resumed run).
+    job : str, optional
+        The job the run runs: sent with every request, and bound by the parties into
+        their sealed channel like the run id.
 
     Attributes
     ----------
@@ -61,12 +65,13 @@ class Coordinator:
         sequence number and the reason (its error or the timeout).
     """
 
-    def __init__(self, transport, ledger, run_id=None, timeout=600.0, journal=None):
+    def __init__(self, transport, ledger, run_id=None, timeout=600.0, journal=None, job=None):
         self.transport = transport
         self.ledger = ledger
         self.run_id = run_id or uuid.uuid4().hex
         self.timeout = timeout
         self.journal = journal
+        self.job = job or ""
         # The coordinator's own random choices (initial centroid rows, a shared seed) are
         # public parameters it sends to the parties; drawing them from the run id makes a
         # resumed run, which has the same id, make the same choices again.
@@ -96,7 +101,7 @@ class Coordinator:
         outgoing = []
         for role, (step, message) in requests.items():
             encoded, payloads = (message or Message()).encode()
-            outgoing.append(Request(role, step, self.run_id, self._seq, encoded, payloads))
+            outgoing.append(Request(role, step, self.run_id, self._seq, encoded, payloads, self.job))
             self._seq += 1
         if self.journal is not None and self.journal.replaying:
             # Answered in an earlier attempt of this run: nothing crosses again, and the

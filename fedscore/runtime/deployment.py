@@ -35,7 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .._version import __version__
 from ..errors import FedscoreError, PartyError
-from .flower import NODE_CONFIG_KEYS, RUN_CONFIG_DEFAULTS, RunSettings, node_config_of, read_result
+from .flower import PATH_KEYS, RUN_CONFIG_DEFAULTS, RunSettings, node_config_of, read_result
 
 CONNECTION = "fedscore-local"
 """Name of the SuperLink connection written into the temporary ``FLWR_HOME``."""
@@ -312,7 +312,7 @@ def app_manifest():
 
 def _absolute(config):
     """Resolve the party's file paths: its ClientApp runs in another working directory."""
-    return {k: str(Path(v).resolve()) if k in NODE_CONFIG_KEYS else v for k, v in config.items()}
+    return {k: str(Path(v).resolve()) if k in PATH_KEYS and v else v for k, v in config.items()}
 
 
 def _free_port():

@@ -8,10 +8,13 @@ reply. Nothing else crosses: a request or reply is exactly the encoded fields of
 categories and the step, run id and sequence number in a ``meta`` record.
 
 A party learns its role and local files from its node config in a deployment
-(``role``, ``data-path``, ``out-dir``, set by the party's operator when starting its
-SuperNode) and from its partition id in a simulation. With SuperNode authentication,
-the name a node's key was registered under is its role: a node claiming another role is
-refused, so a role is bound to the key its operator registered.
+(``role``, ``data-path``, ``out-dir``, its identity key ``identity-key`` and the
+fingerprints it pins, ``peer-fingerprints`` or ``parties-file``, set by the party's
+operator when starting its SuperNode) and from its partition id in a simulation. With
+SuperNode authentication, the name a node's key was registered under is its role: a node
+claiming another role is refused, so a role is bound to the key its operator registered.
+That binds a node to a role for the coordinator only; the parties authenticate each other
+by their identity keys (``protocols/channel.md``).
 """
 
 import json
@@ -49,8 +52,11 @@ LIVENESS_INTERVAL = 5.0
 """Seconds between checks that the nodes a reply is awaited from are still online, so a
 party whose SuperNode died is reported as failed instead of waited for until timeout."""
 
-NODE_CONFIG_KEYS = {"data": "data-path", "out": "out-dir"}
+NODE_CONFIG_KEYS = {"data": "data-path", "out": "out-dir", "identity": "identity-key",
+                    "peer_fingerprints": "peer-fingerprints", "parties_file": "parties-file"}
 """Party config key → node config key; other keys pass through unchanged."""
+PATH_KEYS = ("data", "out", "identity", "parties_file")
+"""Party config keys that hold a file path (made absolute for a SuperNode in another folder)."""
 
 RUN_CONFIG_DEFAULTS = {
     "job": "ping",
@@ -76,7 +82,8 @@ def pack_request(request):
     return RecordDict({
         "fields": ConfigRecord(dict(request.fields)),
         "payloads": ConfigRecord(dict(request.payloads)),
-        "meta": ConfigRecord({"step": request.step, "run-id": request.run_id, "seq": request.seq}),
+        "meta": ConfigRecord({"step": request.step, "run-id": request.run_id, "seq": request.seq,
+                              "job": request.job}),
     })
 
 
@@ -89,6 +96,11 @@ def unpack_request(content):
     except KeyError as exc:
         raise ProtocolError(f"malformed request: no {exc}") from None
     return step, run_id, seq, Message.decode(fields, payloads)
+
+
+def request_job(content):
+    """The job a request's records name (empty if none: the coordinator did not say)."""
+    return str(content.get("meta", {}).get("job", ""))
 
 
 def pack_reply(message):
@@ -309,7 +321,7 @@ def run_on_grid(grid, settings):
                              "to resume it by later")
         journal = Journal(settings.checkpoint_path, settings.run_id) if settings.checkpoint_path else None
         coordinator = Coordinator(transport, ledger, run_id=settings.run_id or None, timeout=settings.timeout,
-                                  journal=journal)
+                                  journal=journal, job=settings.job)
         return drive(coordinator, settings.job, settings.options)
     finally:
         ledger.close()
@@ -374,8 +386,14 @@ def read_result(path):
 
 
 def node_config_of(role, config):
-    """Node config for a party's SuperNode: ``role`` plus its local config under node config keys."""
-    return {"role": role, **{NODE_CONFIG_KEYS.get(k, k): v for k, v in config.items()}}
+    """Node config for a party's SuperNode: ``role`` plus its local config under node config keys.
+
+    Pinned fingerprints become ``"role=FP,role=FP"`` text: node config values are scalars.
+    """
+    def scalar(value):
+        return ",".join(f"{r}={fp}" for r, fp in value.items()) if isinstance(value, dict) else value
+
+    return {"role": role, **{NODE_CONFIG_KEYS.get(k, k): scalar(v) for k, v in config.items()}}
 
 
 def party_of_node_config(node_config):
@@ -423,7 +441,7 @@ def make_client_app(partitions=None):
         try:
             party = _load_party(context, identity)
             try:
-                content = pack_reply(party.handle(*unpack_request(msg.content)))
+                content = pack_reply(party.handle(*unpack_request(msg.content), request_job(msg.content)))
             finally:
                 context.state[_STATE_KEY] = ConfigRecord({"party": pickle.dumps(party)})
         except FedscoreError as exc:

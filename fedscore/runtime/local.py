@@ -8,7 +8,7 @@ so nothing but the encoded fields ever reaches another party's code.
 from ..errors import FedscoreError
 from ..wire import Message
 from .coordinator import Reply
-from .party import PartyContext
+from .party import PartyContext, has_identity_settings, pin_every_party
 
 
 class LocalTransport:
@@ -18,9 +18,18 @@ class LocalTransport:
     ----------
     party_configs : dict of role to dict
         Each party's local configuration (data paths, output folder, options).
+
+    Notes
+    -----
+    Whoever builds this transport plays every party, so when no party's config names an
+    identity, one is made here for each party (in memory) and pinned at every party, as
+    the local engine does (:func:`~fedscore.runtime.party.pin_every_party`). Once one
+    config names an identity or a pin, nothing is made: each party then needs its own.
     """
 
     def __init__(self, party_configs):
+        if not any(has_identity_settings(cfg) for cfg in party_configs.values()):
+            party_configs = pin_every_party(party_configs)
         self.parties = {role: PartyContext.restore(role, cfg) for role, cfg in party_configs.items()}
 
     @property
@@ -33,7 +42,7 @@ class LocalTransport:
             party = self.parties[request.role]
             message = Message.decode(request.fields, request.payloads)
             try:
-                reply = party.handle(request.step, request.run_id, request.seq, message)
+                reply = party.handle(request.step, request.run_id, request.seq, message, request.job)
             except FedscoreError as exc:
                 replies.append(Reply(request.role, error=str(exc)))
                 continue

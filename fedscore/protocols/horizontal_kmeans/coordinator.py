@@ -53,11 +53,15 @@ def run(coordinator, options):
     started = time.perf_counter()
     leader, others = roles[0], roles[1:]
 
-    # 1. setup: the options, the parties and the shared seed (public); each party's columns,
-    # row count and channel key back.
+    # 1. setup: the options, the parties, the shared seed and the noise multiplier the summary will
+    # report (public; each party checks the options and the multiplier against its own); each
+    # party's columns, row count and channel key back.
     seed = options.random_state if options.random_state is not None else coordinator.random_seed % SEED_RANGE
-    setup = coordinator.exchange({role: ("horizontal_kmeans.setup", Message(
-        options=public(options.to_dict()), roles=public(roles), seed=public(int(seed)))) for role in roles})
+    multiplier = noise_multiplier(options)
+    fields = {"options": public(options.to_dict()), "roles": public(roles), "seed": public(int(seed))}
+    if options.dp_epsilon is not None:
+        fields["noise_multiplier"] = public(multiplier)
+    setup = coordinator.exchange({role: ("horizontal_kmeans.setup", Message(**fields)) for role in roles})
     columns = setup[leader]["columns"]
     for role in others:
         if setup[role]["columns"] != columns:
@@ -110,7 +114,6 @@ def run(coordinator, options):
     coordinator.exchange({role: ("horizontal_kmeans.finish", Message(aggregate=ciphertext(total)))
                           for role in roles})
 
-    multiplier = noise_multiplier(options)
     return {
         "job": "horizontal_kmeans",
         "parties": roles,

@@ -2,18 +2,25 @@
 
 from dataclasses import dataclass
 
-from ...kit.options import ANY_PARTY, Options, TableSpec, option
+from ...kit.options import ANY_PARTY, EncodingOptions, TableSpec, option
 from ...params import DP_DELTA
 from ..segment.options import DEFAULT_MAX_ITER, DEFAULT_TOL
 
 
-
 @dataclass(frozen=True)
-class HorizontalKMeansOptions(Options):
-    """Cluster the rows of N parties holding the same numeric columns into ``k`` segments."""
+class HorizontalKMeansOptions(EncodingOptions):
+    """Cluster the rows of N parties holding the same numeric columns into ``k`` segments.
+
+    Of the encoding options, ``outlier_quantile`` applies (each party winsorises its own
+    rows); ``min_category_count`` has nothing to merge, every feature being numeric.
+    """
 
     job = "horizontal_kmeans"
     tables = {ANY_PARTY: TableSpec(features=True, numeric_only=True)}
+    own = ("dp_epsilon", "dp_delta", "dp_clip", "max_iter", "min_proposal_size", "min_category_count",
+           "outlier_quantile")
+    """Each party's own options (:func:`fedscore.protocols.horizontal.own_options`): what sizes its noise,
+    counts its releases and limits what its rows weigh in what it releases."""
 
     id_column: str = option(None, "Column holding each row's ID.", required=True, local=True)
     k: int = option(None, "Number of segments.", required=True, low=2)

@@ -19,7 +19,13 @@ makes the shared CKKS key. The rounds are
 
 Optional differential privacy adds Gaussian noise to every value each party releases
 in rounds 2 to 4 (rows clipped in standardised units), calibrated with the Rényi
-accountant of :mod:`fedscore.dp` by each party itself from the run's options.
+accountant of :mod:`fedscore.dp` by each party itself from its own options, which the
+coordinator's must equal (:func:`~fedscore.protocols.horizontal.own_options`); the party
+counts its releases and refuses any beyond them. Every vector it encrypts ends with a 1:
+it checks each aggregate's size before decrypting it and the number of parties in it
+after (:func:`~fedscore.protocols.horizontal.decrypt_aggregate`). With
+``outlier_quantile`` it winsorises its own rows to its own quantiles before anything
+is computed from them, and its model file does the same.
 """
 
 import math
@@ -30,6 +36,7 @@ import pandas as pd
 from sklearn.cluster import KMeans
 
 from ... import dp
+from ...dp import PrivacyBudget
 from ...errors import InputError, ProtocolError
 from ...he import create_context, load_context
 from ...kit.encoder import FeatureEncoder
@@ -37,6 +44,7 @@ from ...kit.inputs import read_inputs
 from ...kit.model import ModelFile
 from ...params import MIN_SEGMENT_SIZE
 from ...wire import Message, ciphertext, control, public, size
+from ..horizontal import CONTRIBUTOR, decrypt_aggregate, own_options
 from .options import HorizontalKMeansOptions
 
 LOCAL_N_INIT = 4
@@ -85,7 +93,11 @@ class KMeansState:
     path: str
     min_proposal_size: int
     noise_multiplier: float
-    """0 without DP; else what this party calibrated from the options itself."""
+    """0 without DP; else what this party calibrated from its own options (:attr:`budget`)."""
+    budget: PrivacyBudget = None
+    """This party's own DP budget: its releases, counted (None without DP)."""
+    bounds: dict = None
+    """This party's winsorising bounds per column (``outlier_quantile``; empty without it)."""
     he_key: object = None
     """The shared CKKS key, secret part included (every party decrypts aggregates)."""
     encoder: FeatureEncoder = None
@@ -96,6 +108,7 @@ class KMeansState:
     init_centers: np.ndarray = None
     labels: np.ndarray = None
     n_iter: int = 0
+    finished: bool = False
 
 
 def releases(n_iter):
@@ -106,8 +119,8 @@ def releases(n_iter):
 def noise_multiplier(options):
     """The Gaussian noise multiplier that spends ``dp_epsilon`` over ``max_iter`` updates (0 without DP).
 
-    Each party computes it from the run's options: nothing that sizes its noise comes
-    from another party or the coordinator.
+    What the coordinator announces and reports; each party computes its own
+    (:class:`~fedscore.dp.PrivacyBudget`) from its own options and refuses another.
     """
     if options.dp_epsilon is None:
         return 0.0
@@ -124,19 +137,30 @@ def setup(party, msg):
     each party's set of values. A column constant at one party is fine (a store's
     region): only the pooled statistics count.
     """
-    options = HorizontalKMeansOptions.from_dict(msg["options"])
+    options = own_options(HorizontalKMeansOptions, msg["options"], party.config)
+    budget = None
+    if options.dp_epsilon is not None:
+        budget = PrivacyBudget(options.dp_epsilon, releases(options.max_iter), options.dp_delta)
+        budget.check_claim(msg.get("noise_multiplier"))
+    elif "noise_multiplier" in msg:
+        raise ProtocolError("the coordinator announced DP noise, but this party's own options have no dp_epsilon")
     roles = list(msg["roles"])
-    if party.role not in roles:
-        raise ProtocolError(f"party {party.role!r} is not one of the run's parties {roles}")
+    if party.role not in roles or len(set(roles)) != len(roles):
+        raise ProtocolError(f"party {party.role!r} is not one of the run's parties {roles}, once each")
     inputs = read_inputs(options, party.role, party.config)
     values = np.column_stack([inputs.table.numeric(column) for column in inputs.feature_columns])
+    bounds = {}
+    if options.outlier_quantile is not None:
+        q = options.outlier_quantile
+        bounds = {c: [float(b) for b in np.quantile(values[:, j], [q, 1 - q])]
+                  for j, c in enumerate(inputs.feature_columns)}
     party.state["horizontal_kmeans"] = KMeansState(
         options=options, roles=roles, seed=int(msg["seed"]), id_column=inputs.id_column, ids=inputs.ids,
         columns=list(inputs.feature_columns), values=values, path=str(inputs.table.path),
         min_proposal_size=_proposal_threshold(options.min_proposal_size, len(values), options.k),
-        noise_multiplier=noise_multiplier(options))
+        noise_multiplier=0.0 if budget is None else budget.noise_multiplier, budget=budget, bounds=bounds)
     return Message(columns=public(list(inputs.feature_columns)), rows=size(len(values)),
-                   channel_key=public(party.channel.public_key))
+                   channel_key=public(party.channel.offer))
 
 
 # --- 2. horizontal_kmeans.make_key (leader) -----------------------------------------------------
@@ -171,8 +195,8 @@ def column_stats(party, msg):
             raise ProtocolError(f"the key sealed by {leader!r} holds no secret key")
     if state.he_key is None:
         raise ProtocolError(f"party {party.role!r} holds no shared key: the leader's sealed key did not come")
-    values = state.values
-    stats = np.concatenate([values.sum(axis=0), (values**2).sum(axis=0), [len(values)]])
+    values = _limited(state)
+    stats = np.concatenate([values.sum(axis=0), (values**2).sum(axis=0), [len(values), CONTRIBUTOR]])
     return Message(stats=ciphertext(state.he_key.encrypt(stats).to_bytes()))
 
 
@@ -190,23 +214,29 @@ def local_centers(party, msg):
     of every other release, and every value is noised.
     """
     state = party.phase("horizontal_kmeans")
+    if state.he_key is None or state.features is not None:
+        raise ProtocolError("step out of order: local_centers before column_stats, or twice")
     d, k, roles = len(state.columns), state.options.k, state.roles
-    stats = _decrypt(state, msg["stats"], 2 * d + 1)
+    stats = _decrypt(state, msg["stats"], 2 * d + 1, "the pooled column statistics")
     n = stats[2 * d]
     mean = stats[:d] / n
     std = np.sqrt(np.maximum(stats[d:2 * d] / n - mean**2, 0.0))
-    if np.any(std <= CONSTANT_TOLERANCE * np.maximum(np.abs(mean), 1.0)):
-        column = state.columns[int(np.argmin(std))]
+    constant = std <= CONSTANT_TOLERANCE * np.maximum(np.abs(mean), 1.0)
+    if constant.any() and not state.bounds:
+        column = state.columns[int(np.flatnonzero(constant)[0])]
         raise InputError("column is constant over all parties: it carries no information", column=column)
-    state.encoder = FeatureEncoder.from_statistics(state.columns, dict(zip(state.columns, mean)),
-                                                   dict(zip(state.columns, std)), {}, path=state.path)
+    std = np.where(constant, 1.0, std)  # made constant by winsorising: encoded as zeros, as the encoder does
+    options = state.options
+    state.encoder = FeatureEncoder.from_statistics(
+        state.columns, dict(zip(state.columns, mean)), dict(zip(state.columns, std)), {}, path=state.path,
+        bounds=state.bounds, min_category_count=options.min_category_count, outlier_quantile=options.outlier_quantile)
     state.features = x = _standardised(state)
     if state.noise_multiplier > 0:
         cells = _dp_cells(state)
         labels = np.argmin(((x[:, None, :] - cells[None]) ** 2).sum(axis=2), axis=1)
         sums, counts = _cluster_sums(state, labels, len(cells))
         table = np.column_stack([sums, counts])
-        vector = table + _noise(state, table.shape)
+        vector = table + _noise(state, table.shape, "the initial proposals")
     else:
         block = np.zeros((k, d + 1))
         local_k = min(k, len(x))
@@ -216,7 +246,8 @@ def local_centers(party, msg):
         block[:local_k][large] = np.column_stack([sums, counts])[large]
         vector = np.zeros((len(roles), k, d + 1))
         vector[roles.index(party.role)] = block
-    return Message(centers=ciphertext(state.he_key.encrypt(vector.ravel()).to_bytes()))
+    vector = np.append(vector.ravel(), CONTRIBUTOR)
+    return Message(centers=ciphertext(state.he_key.encrypt(vector).to_bytes()))
 
 
 # --- 5. horizontal_kmeans.cluster_sums ----------------------------------------------------------
@@ -232,10 +263,19 @@ def cluster_sums(party, msg):
     state = party.phase("horizontal_kmeans")
     k, d = state.options.k, len(state.columns)
     converged = False
+    if state.features is None or state.finished:
+        raise ProtocolError("step out of order: cluster_sums before local_centers or after finish")
+    if msg["phase"] == "init" and state.centers is not None:
+        raise ProtocolError("the shared initialisation was asked for twice")
+    if msg["phase"] == "iterate" and state.centers is None:
+        raise ProtocolError("an iteration was asked for before the shared initialisation")
+    if msg["phase"] == "iterate" and state.n_iter >= state.options.max_iter:
+        raise ProtocolError(f"update {state.n_iter + 1} asked for, beyond this party's own max_iter = "
+                            f"{state.options.max_iter}: refused")
     if msg["phase"] == "init":
         dp_on = state.noise_multiplier > 0
         cells = DP_INIT_CELLS_PER_CLUSTER * k if dp_on else len(state.roles) * k
-        proposals = _decrypt(state, msg["aggregate"], cells * (d + 1)).reshape(-1, d + 1)
+        proposals = _decrypt(state, msg["aggregate"], cells * (d + 1), "the pooled proposals").reshape(-1, d + 1)
         proposals = proposals[proposals[:, -1] >= (_dp_init_min_count(state) if dp_on else 0.5)]
         if len(proposals) < k:
             what = ("random cells with at least one (noisy) row" if dp_on else
@@ -250,7 +290,7 @@ def cluster_sums(party, msg):
         state.init_centers = state.centers.copy()
         state.n_iter = 0
     elif msg["phase"] == "iterate":
-        table = _decrypt(state, msg["aggregate"], k * (d + 1)).reshape(k, d + 1)
+        table = _decrypt(state, msg["aggregate"], k * (d + 1), "the pooled cluster sums").reshape(k, d + 1)
         counts = table[:, -1]
         new = state.centers.copy()
         filled = counts >= 0.5
@@ -264,9 +304,9 @@ def cluster_sums(party, msg):
     state.labels = labels = _model(party, state).assign(state.features)
     sums, counts = _cluster_sums(state, labels, k)
     table = np.column_stack([sums, counts])
-    table = table + _noise(state, table.shape)
-    return Message(sums=ciphertext(state.he_key.encrypt(table.ravel()).to_bytes()),
-                   converged=control(bool(converged)))
+    table = table + _noise(state, table.shape, "a round of cluster sums")
+    vector = np.append(table.ravel(), CONTRIBUTOR)
+    return Message(sums=ciphertext(state.he_key.encrypt(vector).to_bytes()), converged=control(bool(converged)))
 
 
 # --- 6. horizontal_kmeans.finish ----------------------------------------------------------------
@@ -281,8 +321,11 @@ def finish(party, msg):
     rows were assigned here.
     """
     state = party.phase("horizontal_kmeans")
+    if state.labels is None or state.finished:
+        raise ProtocolError("step out of order: finish before the rounds of cluster sums, or twice")
+    state.finished = True
     k, d = state.options.k, len(state.columns)
-    counts = _decrypt(state, msg["aggregate"], k * (d + 1)).reshape(k, d + 1)[:, -1]
+    counts = _decrypt(state, msg["aggregate"], k * (d + 1), "the last pooled cluster sums").reshape(k, d + 1)[:, -1]
     pd.DataFrame({state.id_column: state.ids, "segment": state.labels}).to_csv(party.out / "segments.csv",
                                                                               index=False)
     means, scales = _statistics(state)
@@ -291,7 +334,9 @@ def finish(party, msg):
     centroids.insert(0, "size", np.maximum(np.round(counts), 0).astype(int))
     centroids.insert(0, "segment", np.arange(k))
     centroids.to_csv(party.out / "centroids.csv", index=False)
-    _model(party, state).save(party.out / "model.json")
+    model = _model(party, state)
+    model.training["dp"] = None if state.budget is None else state.budget.summary()  # its releases, as it counted
+    model.save(party.out / "model.json")
     return Message()
 
 
@@ -315,19 +360,30 @@ def _standardised(state):
     """This party's rows encoded as its encoder encodes a table (``(x - mean) / scale`` per column).
 
     The same arithmetic on the same float64 values as :meth:`FeatureEncoder.transform` of
-    the table, so that the model file assigns a re-read table exactly as the run assigned
-    these rows; the table itself is not kept between steps (a party's state is saved
-    after every step), only its values.
+    the table (winsorised first, with ``outlier_quantile``), so that the model file assigns
+    a re-read table exactly as the run assigned these rows; the table itself is not kept
+    between steps (a party's state is saved after every step), only its values.
     """
     means, scales = _statistics(state)
-    return (state.values - means) / scales
+    return (_limited(state) - means) / scales
 
 
-def _decrypt(state, blob, length):
-    """Decrypt an aggregate of the shared key, refused unless it holds ``length`` values."""
-    values = state.he_key.decrypt(state.he_key.load_vector(blob))
-    if len(values) != length:
-        raise ProtocolError(f"the aggregate holds {len(values)} values, not {length}")
+def _limited(state):
+    """This party's values, winsorised to its own bounds when it has them."""
+    if not state.bounds:
+        return state.values
+    lows, highs = np.array([state.bounds[c] for c in state.columns]).T
+    return np.clip(state.values, lows, highs)
+
+
+def _decrypt(state, blob, length, what="the aggregate"):
+    """Decrypt an aggregate of every party's vector, refused unless it holds ``length`` values and every party's.
+
+    The size is checked before decrypting, the count of parties added after
+    (:func:`~fedscore.protocols.horizontal.decrypt_aggregate`): every step needs every party.
+    """
+    parties = len(state.roles)
+    values, _ = decrypt_aggregate(state.he_key, blob, length + 1, what, parties=parties, least=parties)
     return values
 
 
@@ -385,12 +441,13 @@ def _sensitivity(state):
     return math.sqrt(4 * _clip(state) ** 2 + 2)
 
 
-def _noise(state, shape):
-    """Gaussian noise for one release of sums and counts, or zeros without DP.
+def _noise(state, shape, what):
+    """Gaussian noise for one release of sums and counts, counted against the budget; zeros without DP.
 
     Each party adds the full noise to its own share, so its guarantee holds against
     every other party whatever they add.
     """
-    if state.noise_multiplier <= 0:
+    if state.budget is None:
         return np.zeros(shape)
+    state.budget.spend(what=what)
     return dp.gaussian_noise(state.noise_multiplier * _sensitivity(state), int(np.prod(shape))).reshape(shape)

@@ -24,14 +24,11 @@ import warnings
 
 from ...errors import FedscoreError, InputError, ProtocolError
 from ...keys import load_public_key
+from ...kit.encoder import OTHER
 from ...kit.options import argument
 from ...kit.table import MAX_CATEGORIES
 from ...wire import Message, ciphertext, control, public
-from ..horizontal import PrivacyWarning, add_ciphertexts
-
-MIN_PARTIES_WITHOUT_DP = 3
-"""Below three contributors a party can subtract its own update from the sum and read the
-other's: HE aggregation hides nothing between two parties."""
+from ..horizontal import MIN_PARTIES_WITHOUT_DP, PrivacyWarning, add_ciphertexts
 
 TWO_PARTY_WARNING = (
     "a round may aggregate only two parties' updates ({min_parties}): each of them can subtract its own update "
@@ -69,15 +66,19 @@ def run(coordinator, options):
         warnings.warn(text, PrivacyWarning, stacklevel=2)
         summary_warnings.append(text)
 
-    # 1. describe: the options once (the coordinator's own key file path stays with it); public schemas
-    # and key fingerprints back
-    request = Message(options=public(options.replace(public_key=None).to_dict()))
+    # 1. describe: the options once (the coordinator's own key file path stays with it), the number of
+    # parties and the noise multiplier the coordinator will report (each party checks both against its
+    # own); public schemas and key fingerprints back
+    fields = {"options": public(options.replace(public_key=None).to_dict()), "parties": public(len(roles))}
+    if noise_multiplier is not None:
+        fields["noise_multiplier"] = public(noise_multiplier)
+    request = Message(**fields)
     replies = coordinator.exchange({r: ("horizontal_lr.describe", request) for r in roles})
     for role, reply in replies.items():
         if reply["key_fingerprint"] != context.fingerprint.hex():
             raise ProtocolError(f"party {role!r} holds a different key than the coordinator's public context: "
                                 "every key file must come from one key ceremony")
-    schema = merge_schemas({r: replies[r]["schema"] for r in roles})
+    schema = merge_schemas({r: replies[r]["schema"] for r in roles}, other=options.min_category_count is not None)
 
     # 2. sum_columns: the global row count and column sums, added under HE
     request = Message(schema=public(schema))
@@ -163,18 +164,23 @@ def _check_enough(coordinator, asked, replies, min_parties, where):
                         f"needed ({argument('min_parties')}) [{failed}]")
 
 
-def merge_schemas(schemas):
+def merge_schemas(schemas, other=False):
     """Check that every party has the same columns, of the same kind; merge category lists.
 
     Parameters
     ----------
     schemas : dict of role to dict
-        Each party's ``{"columns": [...], "numeric": [...], "categories": {col: [...]}}``.
+        Each party's ``{"columns": [...], "numeric": [...], "categories": {col: [...]}}``:
+        with ``min_category_count``, only the categories it keeps.
+    other : bool
+        Rare categories are merged (``min_category_count``): every text column ends with
+        ``<other>``, whether or not a party has merged any (which is not said).
 
     Returns
     -------
     dict
-        The common schema, in the first party's column order, categories the sorted union.
+        The common schema, in the first party's column order, categories the sorted union
+        (then ``<other>``).
 
     Raises
     ------
@@ -206,5 +212,6 @@ def merge_schemas(schemas):
     return {
         "columns": columns,
         "numeric": [c for c in columns if c in numeric],
-        "categories": {c: sorted(categories[c]) for c in columns if c in categories},
+        "categories": {c: sorted(categories[c] - {OTHER}) + [OTHER] if other else sorted(categories[c])
+                       for c in columns if c in categories},
     }

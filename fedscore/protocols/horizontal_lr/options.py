@@ -6,7 +6,7 @@ accountant is imported when a noise multiplier is computed).
 
 from dataclasses import dataclass
 
-from ...kit.options import ANY_PARTY, Options, TableSpec, option
+from ...kit.options import ANY_PARTY, EncodingOptions, TableSpec, option
 from ...params import DEFAULT_L2, DP_CLIP_NORM, DP_DELTA
 
 DEFAULT_ROUNDS = 10
@@ -30,13 +30,16 @@ VALIDATION_FRACTION = 0.2
 """Share of each party's labelled rows held out, locally, to report validation AUC per round."""
 
 
-
 @dataclass(frozen=True)
-class HorizontalLROptions(Options):
+class HorizontalLROptions(EncodingOptions):
     """One logistic regression trained on N parties' rows with the same tag schema."""
 
     job = "horizontal_lr"
     tables = {ANY_PARTY: TableSpec(features=True, label="label_column", constant_ok=True)}
+    own = ("dp_epsilon", "dp_delta", "clip_norm", "rounds", "local_steps", "min_parties", "min_category_count",
+           "outlier_quantile")
+    """Each party's own options (:func:`fedscore.protocols.horizontal.own_options`): what sizes its noise,
+    counts its releases, says how few contributors it accepts in a sum and limits what its rows weigh."""
 
     id_column: str = option(None, "Column holding each row's ID.", required=True, local=True)
     label_column: str = option(None, "Label column: 1/0, yes/no or true/false; an empty cell marks a row to score, "
@@ -51,7 +54,8 @@ class HorizontalLROptions(Options):
     validation_fraction: float = option(VALIDATION_FRACTION, "Share of each party's labelled rows held out for the "
                                         "per-round validation AUC.", low=0, high=1, high_open=True)
     min_parties: int | None = option(None, "A round goes on when at least this many parties answered (default: all "
-                                     "of them).", low=2)
+                                     "of them); each party also refuses a sum of fewer parties' updates than its own "
+                                     "value.", low=2)
     dp_epsilon: float | None = option(None, "Differential privacy per row (DP-SGD): each party clips every row's "
                                       "gradient and adds Gaussian noise in each local step before encrypting its "
                                       "update, so the whole run spends this epsilon for any one row of any party. "
@@ -76,7 +80,7 @@ class HorizontalLROptions(Options):
         return self.rounds * self.steps_per_round
 
     def noise_multiplier(self):
-        """The DP noise multiplier every party and the coordinator derive from these options (None without DP)."""
+        """The DP noise multiplier these options size (None without DP): each party computes its own."""
         if self.dp_epsilon is None:
             return None
         from ... import dp

@@ -39,7 +39,7 @@ def with_intercept(features):
     return np.hstack([features, np.ones((len(features), 1))])
 
 
-def local_update(global_weights, x, y, options, noise_multiplier):
+def local_update(global_weights, x, y, options, budget):
     """Train from the global model on this party's rows; return the new weights.
 
     Parameters
@@ -51,8 +51,9 @@ def local_update(global_weights, x, y, options, noise_multiplier):
     y : numpy.ndarray
         Their labels, 1.0 or 0.0.
     options : fedscore.protocols.horizontal_lr.options.HorizontalLROptions
-    noise_multiplier : float or None
-        The DP noise multiplier (None without DP).
+    budget : fedscore.dp.PrivacyBudget or None
+        This party's own DP budget (None without DP): it sizes the noise and counts every
+        noisy step.
 
     Notes
     -----
@@ -60,12 +61,13 @@ def local_update(global_weights, x, y, options, noise_multiplier):
     ``proximal_mu > 0`` the FedProx proximal term of Li et al., MLSys 2020). With DP:
     ``local_steps`` gradient steps whose gradient is the sum of per-row gradients clipped to
     ``clip_norm`` plus Gaussian noise of ``noise_multiplier * 2 * clip_norm`` (DP-SGD of
-    Abadi et al., CCS 2016, on the full local batch), so each step is one Gaussian release.
+    Abadi et al., CCS 2016, on the full local batch), so each step is one Gaussian release,
+    counted against the budget before it is made.
     """
     with threadpool_limits(LOCAL_BLAS_THREADS, user_api="blas"):
-        if noise_multiplier is None:
+        if budget is None:
             return _lbfgs(global_weights, x, y, options)
-        return _noisy_gradient_steps(global_weights, x, y, options, noise_multiplier)
+        return _noisy_gradient_steps(global_weights, x, y, options, budget)
 
 
 def _objective(weights, x, y, anchor, l2, mu):
@@ -86,11 +88,12 @@ def _lbfgs(global_weights, x, y, options):
     return result.x
 
 
-def _noisy_gradient_steps(global_weights, x, y, options, noise_multiplier):
+def _noisy_gradient_steps(global_weights, x, y, options, budget):
     clip, mu = options.clip_norm, options.proximal_mu
-    noise_std = noise_multiplier * dp.REPLACE_ONE_SENSITIVITY * clip
+    noise_std = budget.noise_multiplier * dp.REPLACE_ONE_SENSITIVITY * clip
     weights = global_weights.copy()
     for _ in range(options.steps_per_round):
+        budget.spend(what="a noisy gradient step")
         rows = x * (expit(x @ weights) - y)[:, None]
         noisy = dp.clip_rows(rows, clip).sum(axis=0) + dp.gaussian_noise(noise_std, x.shape[1])
         grad = noisy / len(y) + mu * (weights - global_weights)

@@ -1,21 +1,20 @@
 """What the brand and the media derive alike from public counts: held-out sizes, bounds and scales.
 
-The brand decrypts everything the media computes under the brand's keys, and the bound
-of every release (which sizes its check and its flooding) and the scale the label-DP
-noise is drawn at come from here, computed by the brand itself from the number of media
-rows (PSI) and the run's options. Nothing the brand decrypts is sized by the media.
+The brand decrypts everything the media computes under the brand's keys, and the count
+and bound of every release, the bounds on the media's multipliers that size its flooding,
+and the scale the label-DP noise is drawn at come from here, computed by the brand
+itself from the number of media rows (PSI), its seed list and the run's options. Nothing
+the brand decrypts is sized by the media but for its feature count, a size it declares.
 """
 
 from ...params import LABEL_DP_CLIP_NORM
-from ..vertical_lr import encoded_column_bound
+from ..vertical_lr import encoded_column_bound, encoded_entry_bound
 
 DP_CLIP_NORM = LABEL_DP_CLIP_NORM
 """With label DP the media clips each standardised feature row to this L2 norm (then
 appends the intercept's 1), so one label moves the aggregate by at most
 ``sqrt(DP_CLIP_NORM^2 + 1)`` in L2 norm: the sensitivity of the Gaussian mechanism."""
 
-FLAG_BOUND = 1.0
-"""A seed flag is 0 or 1: the bound of each entry of the media's masked selection of flags."""
 
 
 def holdout_rows(rows, fraction):
@@ -36,3 +35,24 @@ def holdout_columns(audiences):
 def holdout_audience(size, held, rows):
     """Held-out users in an audience of ``size`` (a :class:`~fedscore.kit.sizes.Size` of all ``rows``)."""
     return int(min(held, max(1, round(size.share(rows) * held))))
+
+
+def aggregate_terms(rows, clip_norm=None):
+    """Bounds on the media's label-aggregate matrix ``[X, 1]`` (held-out rows zeroed): ``[(Σ x², max x²)]``.
+
+    Each column of the encoded table has ``Σ x² <= rows`` (and so has the intercept's),
+    and no entry exceeds :func:`~fedscore.protocols.vertical_lr.encoded_entry_bound`
+    (the clipping norm with label DP).
+    """
+    return [(float(rows), encoded_entry_bound(rows, clip_norm) ** 2)]
+
+
+def flags_released(sizes, rows, seed_size):
+    """``K``: how many seed flags the media may learn to exclude seed members, ``min(rows, largest audience + seed list)``.
+
+    Enough to fill the largest audience whatever the seed members among the top users.
+    Both parties compute it: the media from the seed list's size PSI told it, the brand
+    from its own list.
+    """
+    largest = max(size.of(rows) for size in sizes)
+    return int(min(rows, largest + seed_size))

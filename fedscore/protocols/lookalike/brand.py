@@ -1,10 +1,12 @@
 """Hidden-seed lookalike, the brand's side: ``protocols/lookalike.md``, steps 1, 3, 5 and 7.
 
 The brand holds, from PSI, the seed flags over the media's rows in the media's order. It
-encrypts them under fresh keys of its own, and decrypts only what it can check: masked
-values for the media, and sums over held-out seed members for its report. The bound of
-every release and the scale of the label-DP noise are its own computation from public
-counts (:mod:`.bounds`), never a value the media sent.
+encrypts them under fresh keys of its own, and decrypts only what it can check, through
+its :class:`~fedscore.kit.release.KeyOwner`: masked values for the media, sums over
+held-out seed members for its report, and, with seed exclusion, single 0/1 flags. The
+count, shape and bound of every release, the error its flooding covers, how many
+releases each key makes and the label-DP noise are its own computation from public
+counts (:mod:`.bounds`), never a value the media or the coordinator sent.
 """
 
 import json
@@ -15,21 +17,25 @@ import numpy as np
 
 from ... import dp
 from ...errors import ProtocolError
+from ...he import create_context
+from ...kit.release import Expected, KeyOwner
 from ...wire import Message, ciphertext, public
 from ..psi.party import BrandFlags
 from ..vertical_lr import (
+    add_noise,
     create_key,
     encrypt_scaled,
+    label_dp_budget,
     masked_release_bound,
-    message_bound,
-    release,
+    product,
     scaled_bound,
     seal_values,
     weak_keys_allowed,
 )
 from .bounds import (
     DP_CLIP_NORM,
-    FLAG_BOUND,
+    aggregate_terms,
+    flags_released,
     holdout_audience,
     holdout_columns,
     holdout_rows,
@@ -41,7 +47,9 @@ AGGREGATE_RELEASE_BUDGET = 2**10
 """Values the brand's aggregate key releases: the label aggregate (features + 1) and the
 held-out aggregates (a few per candidate). CKKS flooding noise grows with the square
 root of the budget, so this key is sized to the protocol instead of the backend default
-(2^16); wider media tables than about 900 columns need a larger value."""
+(2^16); a media that declares more features than the budget leaves room for is refused."""
+
+RELEASE_AGGREGATE, EVALUATE, RELEASE_FLAGS = "lookalike.release_aggregate", "lookalike.evaluate", "lookalike.release_flags"
 
 
 @dataclass
@@ -49,16 +57,20 @@ class BrandState:
     """What the brand keeps between its lookalike steps."""
 
     options: LookalikeOptions
-    key: object
-    """The brand's key pair for the label aggregate and the held-out aggregates."""
+    owner: KeyOwner
+    """The brand's key pair for the label aggregate and the held-out aggregates, and its release plan."""
     seed_size: int
     """Distinct IDs of the seed list (PSI)."""
     matched: int
     """Seed members found among the media's rows: the brand's alone."""
     rows: int
     """The media's rows in its PSI order (public)."""
-    flag_key: object = None
-    """With seed exclusion: a second key pair, whose budget covers one value per media row."""
+    budget: object = None
+    """With label DP: the brand's own :class:`fedscore.dp.PrivacyBudget` (one Gaussian release)."""
+    flag_owner: KeyOwner = None
+    """With seed exclusion: a bit key pair for the flags, one ElGamal pair per media row."""
+    features: int = None
+    """The media's encoded feature count (a size, from the media)."""
     dp: dict = None
     """With label DP: epsilon, delta, the noise and the sensitivity, for the report."""
 
@@ -68,62 +80,78 @@ class BrandState:
 def encrypt_labels(party, msg):
     """Encrypt the match flags, in the media's PSI order, under a fresh key of the brand's.
 
-    With ``exclude_seed`` the flags are encrypted a second time under a separate key whose
-    release budget covers one value per media row (the exclusion phase releases that
-    many), so that the aggregate key keeps a small budget and little flooding noise.
+    With ``exclude_seed`` the flags are encrypted a second time, one exponential-ElGamal
+    pair per media row under a bit key of their own (:class:`fedscore.he.elgamal.BitKey`):
+    the media picks, masks and shuffles those of its top users, and the brand releases
+    each as a single bit (step 7).
 
     Notes
     -----
     The seed list's size was checked against ``min_seed`` before the run (the options'
     ``check_inputs``, run by the library and the command); in a deployment PSI's minimum
-    intersection, the same number, stops a short list before this step.
+    intersection, the same number, stops a short list before this step. The label-DP
+    budget is the brand's own (:func:`~fedscore.protocols.vertical_lr.label_dp_budget`):
+    a run weaker than its own limit stops here, before a label is encrypted.
     """
     options = LookalikeOptions.from_dict(msg["options"])
     psi = party.phase("psi")
     if not isinstance(psi, BrandFlags):
         raise ProtocolError("lookalike step out of order: labelled PSI has not run at the brand")
+    budget = label_dp_budget(party, options.label_dp_epsilon, options.label_dp_delta)
     flags = psi.flags.astype(float)
-    key = _new_key(party, options, AGGREGATE_RELEASE_BUDGET)
-    state = party.state["lookalike"] = BrandState(options=options, key=key, seed_size=int(psi.size),
-                                                  matched=int(psi.matched), rows=len(flags))
-    reply = {"public_context": public(key.public_context().to_bytes()),
+    key = create_key(options.backend, release_budget=AGGREGATE_RELEASE_BUDGET,
+                     paillier_key_bits=options.paillier_key_bits, allow_weak_key=weak_keys_allowed(party))
+    owner = KeyOwner(key, {RELEASE_AGGREGATE: 1, EVALUATE: 1})
+    state = party.state["lookalike"] = BrandState(options=options, owner=owner, seed_size=int(psi.size),
+                                                  matched=int(psi.matched), rows=len(flags), budget=budget)
+    reply = {"public_context": public(owner.public_context.to_bytes()),
              "labels": ciphertext(encrypt_scaled(key, flags).to_bytes())}
     if options.exclude_seed:
-        state.flag_key = _new_key(party, options, len(flags))
-        reply.update(flag_context=public(state.flag_key.public_context().to_bytes()),
-                     flags=ciphertext(encrypt_scaled(state.flag_key, flags).to_bytes()))
+        flag_key = create_context("elgamal")
+        state.flag_owner = KeyOwner(flag_key, {RELEASE_FLAGS: 1})
+        reply.update(flag_context=public(state.flag_owner.public_context.to_bytes()),
+                     flags=ciphertext(flag_key.encrypt_bits(psi.flags.astype(np.int8)).to_bytes()))
     return Message(**reply)
-
-
-def _new_key(party, options, budget):
-    return create_key(options.backend, release_budget=budget, paillier_key_bits=options.paillier_key_bits,
-                      allow_weak_key=weak_keys_allowed(party))
 
 
 # --- 3. lookalike.release_aggregate ------------------------------------------------------------
 
 def release_aggregate(party, msg):
-    """Decrypt the masked label aggregate for the media, flooded, with optional label-DP noise.
+    """Decrypt the masked label aggregate for the media, flooded, with the label-DP noise by default.
 
     Notes
     -----
-    The mask is the media's; the brand sees a uniformly masked value. The Gaussian noise
-    is added to the masked value, which is the same as adding it to the aggregate; it is
-    drawn at the aggregate's scale, which the brand derives from the public row counts.
+    The mask is the media's; the brand sees a uniformly masked value. It expects
+    ``features + 1`` partial sums (the media's feature count is a size it sent), each a
+    product of its encrypted flags by a matrix whose entries and column sums it bounds
+    from the row counts (:func:`~.bounds.aggregate_terms`). The Gaussian noise is added
+    to the masked value, which is the same as adding it to the aggregate; it is drawn
+    at the aggregate's scale, which the brand derives from the public row counts.
     """
     state = party.phase("lookalike")
-    options, key = state.options, state.key
+    options, owner = state.options, state.owner
+    state.features = features = int(msg["features"])
+    held = holdout_columns(len(options.sizes)) * len(options.candidates) + 1
+    if owner.key.scheme == "ckks" and features + 1 + held > owner.key.release_budget:
+        raise ProtocolError(f"the media declares {features} features: with the held-out aggregates that is more "
+                            f"values than this key releases ({owner.key.release_budget}): refused")
     bound = label_aggregate_bound(state.rows, options.holdout_fraction)
-    values = release(key, key.load_vector(msg["aggregate"]), masked_release_bound(key.scheme, bound),
-                     message_bound(key.scheme, 1.0))
-    if options.label_dp_epsilon is not None:
-        shift, _ = scaled_bound(key.scheme, bound)
+    dp_on = state.budget is not None
+    expected = Expected(RELEASE_AGGREGATE, count=features + 1, bound=masked_release_bound(owner.key.scheme, bound),
+                        product=product(owner.key.scheme, bound, state.rows,
+                                        aggregate_terms(state.rows, DP_CLIP_NORM if dp_on else None)))
+    values = owner.release(msg["aggregate"], expected)
+    if dp_on:
+        shift, _ = scaled_bound(owner.key.scheme, bound)
         sensitivity = math.sqrt(DP_CLIP_NORM**2 + 1.0)
-        std = dp.noise_multiplier(options.label_dp_epsilon, 1, options.label_dp_delta) * sensitivity
-        values = values + dp.gaussian_noise(std * 2.0**shift, values.size)
-        state.dp = {"epsilon": options.label_dp_epsilon, "delta": options.label_dp_delta, "noise_std": std,
-                    "sensitivity": sensitivity}
-    return Message(aggregate=ciphertext(seal_values(party, values, "lookalike.release_aggregate")))
+        std = state.budget.noise_multiplier * sensitivity
+        state.budget.spend(what="the label aggregate")
+        values = add_noise(values, dp.gaussian_noise(std, features + 1), shift,
+                           None if owner.key.scheme == "ckks" else 2 * owner.key.precision_bits)
+        state.dp = {"epsilon": state.budget.epsilon, "delta": state.budget.delta, "noise_std": std,
+                    "sensitivity": sensitivity, "noise_multiplier": state.budget.noise_multiplier,
+                    "releases": state.budget.spent}
+    return Message(aggregate=ciphertext(seal_values(party, values, RELEASE_AGGREGATE)))
 
 
 # --- 5. lookalike.evaluate ---------------------------------------------------------------------
@@ -134,17 +162,24 @@ def evaluate(party, msg):
     The aggregates are, per candidate, ``Σ y_i u_i`` (``u_i`` the rank of user i's score
     among held-out users, divided by their number), ``Σ y_i [i in top s]`` per audience
     size ``s``, ``Σ y_i p_i`` (``p_i`` the score) and, once, ``Σ y_i`` -- sums over the
-    held-out rows only, so the brand learns no user's score.
+    held-out rows only, so the brand learns no user's score. Every column lies in
+    ``[0, 1]`` over the held-out rows: the brand bounds the values and the error of
+    their products from the held-out count alone.
     """
     state = party.phase("lookalike")
-    options, key = state.options, state.key
+    options, owner = state.options, state.owner
     n = holdout_rows(state.rows, options.holdout_fraction)
     sizes, candidates = options.sizes, options.candidates
     columns = holdout_columns(len(sizes))
-    shift, bound = scaled_bound(key.scheme, n)  # every held-out column lies in [0, 1]
-    values = release(key, key.load_vector(msg["holdout"]), bound, message_bound(key.scheme, 1.0)) / 2.0**shift
-    if values.size != columns * len(candidates) + 1:
-        raise ProtocolError(f"received {values.size} held-out aggregates, expected {columns * len(candidates) + 1}")
+    scheme = owner.key.scheme
+    shift, bound = scaled_bound(scheme, n)
+    expected = Expected(EVALUATE, count=columns * len(candidates) + 1, bound=bound,
+                        product=product(scheme, n, state.rows, [(n, 1.0)], additions=2))
+    released = owner.release(msg["holdout"], expected)
+    if scheme == "ckks":
+        values = np.asarray(released) / 2.0**shift
+    else:
+        values = np.array([math.ldexp(float(v), -(2 * owner.key.precision_bits + shift)) for v in released])
     positives = float(round(values[-1]))  # a count: rounding removes the flooding noise
     negatives = n - positives
     results = []
@@ -184,19 +219,24 @@ def evaluate(party, msg):
                  "misses, so precision is a lower bound.",
     }
     (party.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return Message(choice=ciphertext(seal_values(party, [choice], "lookalike.evaluate")))
+    return Message(choice=ciphertext(seal_values(party, np.array([choice]), EVALUATE)))
 
 
 # --- 7. lookalike.release_flags ----------------------------------------------------------------
 
 def release_flags(party, msg):
-    """Decrypt the media's masked selection of seed flags (flooded); the brand sees only masked values."""
+    """Release the media's masked, shuffled selection of seed flags: exactly ``K`` values, each one bit.
+
+    ``K`` is the brand's own count (:func:`~.bounds.flags_released`): the largest
+    audience plus the seed list's size, from the options and its own list. Each value
+    must decrypt to exactly 0 or 1: a selection of everyone is refused by the count, a
+    sum or a multiple of several flags by the bit check. The media XOR-masked each bit
+    with a random bit of its own and shuffled them, so the brand sees uniform bits and
+    not even how many seed members the media picked.
+    """
     state = party.phase("lookalike")
-    key = state.flag_key
-    if key is None:
+    if state.flag_owner is None:
         raise ProtocolError("lookalike.release_flags without seed exclusion: the brand holds no flag key")
-    values = release(key, key.load_vector(msg["flags"]), masked_release_bound(key.scheme, FLAG_BOUND),
-                     message_bound(key.scheme, 1.0))
-    if values.size != state.rows:
-        raise ProtocolError(f"received {values.size} masked flags for {state.rows} media rows")
-    return Message(flags=ciphertext(seal_values(party, values, "lookalike.release_flags")))
+    count = flags_released(state.options.sizes, state.rows, state.seed_size)
+    bits = state.flag_owner.release_bits(msg["flags"], Expected(RELEASE_FLAGS, count=count, bound=1.0))
+    return Message(flags=ciphertext(seal_values(party, bits, RELEASE_FLAGS)))

@@ -14,7 +14,7 @@ being like the seed does, which is all an audience selection needs; the class pr
 is estimated from held-out scores and reported.
 """
 
-from ...wire import Message, ciphertext, public
+from ...wire import Message, ciphertext, public, size
 from ..psi.coordinator import intersect
 from ..psi.options import PSIOptions
 
@@ -34,9 +34,11 @@ def run(coordinator, options):
         "min_intersection": options.min_seed}))
 
     # 1. The brand encrypts the flags; the media encodes its features and splits off held-out rows.
-    setup = Message(options=public(options.to_dict()))
-    labels = coordinator.exchange({BRAND: ("lookalike.encrypt_labels", setup),
-                                   MEDIA: ("lookalike.load_features", setup)})[BRAND]
+    #    Each gets the options it needs: the media's random state (its held-out split) stays the media's.
+    loaded = coordinator.exchange({
+        BRAND: ("lookalike.encrypt_labels", Message(options=public(options.replace(random_state=None).to_dict()))),
+        MEDIA: ("lookalike.load_features", Message(options=public(options.to_dict())))})
+    labels = loaded[BRAND]
 
     # 2. The media's masked label aggregate over its training rows.
     request = {"public_context": public(labels["public_context"]), "labels": ciphertext(labels["labels"])}
@@ -45,8 +47,8 @@ def run(coordinator, options):
     aggregate = coordinator.call(MEDIA, "lookalike.label_aggregate", Message(**request))
 
     # 3. The brand releases it to the media, sealed (with label-DP noise if asked).
-    released = coordinator.call(BRAND, "lookalike.release_aggregate",
-                                Message(aggregate=ciphertext(aggregate["aggregate"])))
+    released = coordinator.call(BRAND, "lookalike.release_aggregate", Message(
+        aggregate=ciphertext(aggregate["aggregate"]), features=size(loaded[MEDIA]["features"])))
 
     # 4. The media trains each L2 candidate and aggregates its held-out results under encryption.
     trained = coordinator.call(MEDIA, "lookalike.train", Message(aggregate=ciphertext(released["aggregate"])))

@@ -8,6 +8,7 @@ score`` with that file reproduces them.
 """
 
 import os
+import secrets
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,30 +19,23 @@ from scipy.stats import rankdata
 from ... import dp
 from ...errors import ProtocolError
 from ...he import load_context
+from ...he.random import uniform
 from ...kit.encoder import FeatureEncoder
 from ...kit.inputs import read_inputs
 from ...kit.model import ModelFile
-from ...wire import Message, ciphertext
+from ...wire import Message, ciphertext, size
 from ..psi.party import MediaOrder
 from ..vertical_lr import (
-    VALUE_SHIFT_BITS,
     encrypted_product,
     fit_from_aggregate,
     hide_slots,
     mask,
+    open_release,
     open_values,
-    scaled_bound,
-    unmask,
     weak_keys_allowed,
 )
-from .bounds import DP_CLIP_NORM, FLAG_BOUND, holdout_audience, holdout_rows, label_aggregate_bound
+from .bounds import DP_CLIP_NORM, flags_released, holdout_audience, holdout_rows, label_aggregate_bound
 from .options import LookalikeOptions
-
-HIDE_MAGNITUDE = 2.0**36
-"""Size of the zero-sum slot shares that hide per-row products in CKKS held-out aggregates
-(:func:`fedscore.protocols.vertical_lr.hide_slots`): 2^16 above the largest scaled per-row
-product (2^20), and small enough that encoding the shares in double precision adds an
-error (about 2^-16 per slot) far below the flooding noise."""
 
 
 @dataclass
@@ -77,16 +71,15 @@ class MediaState:
     labels: object = None
     flag_context: object = None
     flags: object = None
-    mask: np.ndarray = None
-    """The media's mask on the label aggregate, and its scale, until ``lookalike.train`` removes it."""
-    shift: int = None
+    mask: object = None
+    """The media's :class:`~fedscore.protocols.vertical_lr.Mask` on the label aggregate, until ``lookalike.train``."""
     candidates: list = None
     """One :class:`Candidate` per L2 penalty, after ``lookalike.train``."""
     scores: np.ndarray = None
     selected: np.ndarray = None
-    """With seed exclusion: the top users whose flags the media asked for, its mask on them and its scale."""
-    flag_mask: np.ndarray = None
-    flag_shift: int = None
+    """With seed exclusion: the top users whose flags the media asked for, in the shuffled order it sent
+    them, and the random bit it XOR-ed each flag with."""
+    flag_bits: np.ndarray = None
 
 
 # --- 1. lookalike.load_features ----------------------------------------------------------------
@@ -110,7 +103,7 @@ def load_features(party, msg):
         options=options, column=inputs.id_column, ids=inputs.ids[rows], encoder=encoder, encoded=encoded,
         features=features, holdout=holdout_mask(len(rows), options.holdout_fraction, options.random_state),
         seed_list_size=int(psi.peer_size))
-    return Message()
+    return Message(features=size(encoded.shape[1]))
 
 
 def holdout_mask(rows, fraction, random_state=None):
@@ -144,14 +137,16 @@ def label_aggregate(party, msg):
         raise ProtocolError(f"received {state.labels.size} encrypted labels for {rows} media rows")
     if state.options.exclude_seed:
         state.flag_context = load_context(msg["flag_context"], allow_weak_key=allow_weak)
+        if state.flag_context.scheme != "elgamal":
+            raise ProtocolError("the seed flags must come as one ElGamal pair per row, to be selected and shuffled")
         state.flags = state.flag_context.load_vector(msg["flags"])
         if state.flags.size != rows:
             raise ProtocolError(f"received {state.flags.size} encrypted flags for {rows} media rows")
     design = np.hstack([state.features, np.ones((rows, 1))])
     design[state.holdout] = 0.0
-    product, state.shift, bound = encrypted_product(
+    product, shift, bound = encrypted_product(
         state.labels, design, 1.0, bound=label_aggregate_bound(rows, state.options.holdout_fraction))
-    masked_product, state.mask, _ = mask(product, bound)
+    masked_product, state.mask = mask(product, bound, shift)
     return Message(aggregate=ciphertext(masked_product.to_bytes()))
 
 
@@ -166,8 +161,7 @@ def train(party, msg):
     """
     state = party.phase("lookalike")
     options = state.options
-    released = open_values(party, msg["aggregate"], "lookalike.release_aggregate")
-    aggregate = unmask(released, state.mask, state.shift)
+    aggregate = open_release(party, msg["aggregate"], "lookalike.release_aggregate", state.mask)
     state.mask = None
     held = np.flatnonzero(state.holdout)
     n_held, rows = len(held), len(state.features)
@@ -179,17 +173,18 @@ def train(party, msg):
         logits = _model(state, candidate).logits(state.encoded[held])
         order = np.argsort(-logits, kind="stable")
         columns = [rankdata(logits) / n_held]
-        for size in options.sizes:
+        for audience in options.sizes:
             top = np.zeros(n_held)
-            top[order[:holdout_audience(size, n_held, rows)]] = 1.0
+            top[order[:holdout_audience(audience, n_held, rows)]] = 1.0
             columns.append(top)
         columns.append(expit(logits))
         blocks.append(np.column_stack(columns))
     matrix = np.zeros((rows, sum(b.shape[1] for b in blocks) + 1))
     matrix[held] = np.hstack(blocks + [np.ones((n_held, 1))])
     bound = holdout_rows(rows, options.holdout_fraction)  # every column lies in [0, 1]
-    product, _, _ = encrypted_product(state.labels, matrix, 1.0, bound=bound)
-    return Message(holdout=ciphertext(hide_slots(product, HIDE_MAGNITUDE).to_bytes()))
+    product, shift, _ = encrypted_product(state.labels, matrix, 1.0, bound=bound)
+    # a per-row product is a flag times a value in [0, 1], at the product's scale
+    return Message(holdout=ciphertext(hide_slots(product, 2.0**shift).to_bytes()))
 
 
 def _model(state, candidate):
@@ -210,13 +205,14 @@ def select(party, msg):
     """Score the whole audience with the chosen model; write the model and the scores.
 
     Without seed exclusion the audience files are written here. With it, the top
-    ``largest audience + seed list size`` users (enough to fill the largest audience
-    whatever the seed members among them) get their seed flags asked for: the media
-    multiplies the encrypted flags by a 0/1 selection and masks every entry, so the
-    brand, who decrypts, sees neither the flags nor which users were selected. The
-    media learns the seed membership of every selected user, including those ranked
-    below the largest audience's eventual cutoff (see the spec for the price of revealing
-    only up to the cutoff).
+    ``K = largest audience + seed list size`` users (enough to fill the largest audience
+    whatever the seed members among them; :func:`~.bounds.flags_released`) get their
+    seed flags asked for: the media takes their encrypted flags (one ElGamal pair each),
+    shuffles and re-randomises them and XORs each with a random bit of its own, so the
+    brand, who releases them as bits, sees neither the flags nor which users were
+    selected. The media learns the seed membership of every
+    selected user, including those ranked below the largest audience's eventual cutoff
+    (see the spec for the price of revealing only up to the cutoff).
     """
     state = party.phase("lookalike")
     choice = int(open_values(party, msg["choice"], "lookalike.evaluate")[0])
@@ -229,30 +225,26 @@ def select(party, msg):
     if not state.options.exclude_seed:
         _write_audiences(party, state, np.zeros(len(scores), dtype=bool))
         return Message()
-    largest = max(size.of(len(scores)) for size in state.options.sizes)
-    state.selected = np.argsort(-scores, kind="stable")[:min(len(scores), largest + state.seed_list_size)]
-    # The 0/1 selection is a plaintext matrix like any other: scaled as vertical_lr scales them, so that
-    # the brand's release bound is the one it computes for a masked aggregate of bound FLAG_BOUND.
-    scheme = state.flag_context.scheme
-    state.flag_shift, bound = scaled_bound(scheme, FLAG_BOUND)
-    selection = np.zeros(len(scores))
-    selection[state.selected] = 2.0 ** (state.flag_shift - VALUE_SHIFT_BITS[scheme])
-    masked_flags, state.flag_mask, _ = mask(state.flags * selection, bound)
-    return Message(flags=ciphertext(masked_flags.to_bytes()))
+    count = flags_released(state.options.sizes, len(scores), state.seed_list_size)
+    top = np.argsort(-scores, kind="stable")[:count]
+    state.selected = top[np.argsort(uniform(count), kind="stable")]  # a permutation from the OS generator
+    state.flag_bits = np.array([secrets.randbits(1) for _ in range(count)], dtype=np.int8)
+    return Message(flags=ciphertext(state.flags.take(state.selected).flip(state.flag_bits).to_bytes()))
 
 
 # --- 7. lookalike.write_audiences --------------------------------------------------------------
 
 def write_audiences(party, msg):
-    """Unmask the seed flags of the top candidates and write the audiences without seed members."""
+    """Remove the XOR masks from the released bits and write the audiences without seed members."""
     state = party.phase("lookalike")
-    if state.flag_mask is None:
+    if state.flag_bits is None:
         raise ProtocolError("lookalike.write_audiences before lookalike.select asked for seed flags")
-    released = open_values(party, msg["flags"], "lookalike.release_flags")
-    flags = unmask(released, state.flag_mask, state.flag_shift)
-    state.flag_mask = None
+    bits = open_values(party, msg["flags"], "lookalike.release_flags")
+    if bits.shape != state.flag_bits.shape or not np.all(np.isin(bits, (0, 1))):
+        raise ProtocolError(f"expected {len(state.flag_bits)} released bits from the brand")
     seed = np.zeros(len(state.scores), dtype=bool)
-    seed[state.selected] = np.round(flags[state.selected]) >= 1
+    seed[state.selected] = bits.astype(np.int8) != state.flag_bits
+    state.flag_bits = None
     _write_audiences(party, state, seed)
     return Message()
 
@@ -262,7 +254,7 @@ def _write_audiences(party, state, seed):
     scores = state.scores
     order = np.argsort(-scores, kind="stable")
     order = order[~seed[order]]
-    for size in state.options.sizes:
-        top = order[:size.of(len(scores))]
+    for audience in state.options.sizes:
+        top = order[:audience.of(len(scores))]
         pd.DataFrame({state.column: state.ids[top], "score": scores[top]}).to_csv(
-            party.out / f"audience_{size.label}.csv", index=False)
+            party.out / f"audience_{audience.label}.csv", index=False)

@@ -43,7 +43,8 @@ class LookalikeOptions(EncodingOptions):
     min_seed: int = option(MIN_SEED_SIZE, "Refuse the run when fewer seed members than this are found at the media.",
                            low=1)
     exclude_seed: bool = option(True, "Leave seed members out of the audiences. Excluding them tells the media "
-                                "which of its top candidates are seed members.", cli="--exclude-seed/--include-seed")
+                                "which of its top candidates (the largest audience plus the seed list's size) are "
+                                "seed members.", cli="--exclude-seed/--include-seed")
     label_dp_epsilon: float | None = option(None, "Gaussian label differential privacy on the one label aggregate "
                                             "the media receives (needs --include-seed); the epsilon is reported.",
                                             low=0, low_open=True)
@@ -55,7 +56,8 @@ class LookalikeOptions(EncodingOptions):
     l2_candidates: tuple[float, ...] = option(L2_CANDIDATES, "L2 penalties tried, comma-separated; the brand picks "
                                               "the one with the best held-out AUC. With label DP only 1e-4 is "
                                               "trained.", low=0)
-    random_state: int | None = option(None, "Makes the media's held-out split reproducible.")
+    random_state: int | None = option(None, "Makes the media's held-out split reproducible (the brand is not "
+                                      "sent it).")
     paillier_key_bits: int | None = option(None, "Shorter Paillier keys than 3072 bits, for tests only (both "
                                            "parties must consent).", hidden=True)
 

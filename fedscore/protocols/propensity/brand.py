@@ -22,25 +22,25 @@ from ...he import load_context
 from ...he.random import uniform
 from ...kit.encoder import FeatureEncoder
 from ...kit.model import ModelFile
+from ...kit.release import Expected, KeyOwner
 from ...metrics import audience_table, auc, gain_curve, ks, lift_at
 from ...wire import Message, ciphertext, control, public, size
 from ..vertical_lr import (
     BoundOptimizer,
+    add_noise,
     create_key,
     encrypt_scaled,
     encrypted_products,
+    label_dp_budget,
     mask,
     masked_release_bound,
     media_logit_bound,
-    message_bound,
+    open_release,
     open_values,
-    release,
     scaled_bound,
     seal_values,
     split_brier,
-    split_coefficient_bounds,
     split_sigmoid,
-    unmask,
     weak_keys_allowed,
 )
 from .common import (
@@ -48,6 +48,7 @@ from .common import (
     CONVERGENCE_TOL,
     LABEL_TERM,
     MEDIA_GRADIENT,
+    QUANTILES,
     RANK_LOGIT_LIMIT,
     RANK_OFFSET_BITS,
     RANK_SCALE_BITS,
@@ -59,8 +60,9 @@ from .common import (
     encode_matched,
     kept_weights,
     label_term_bound,
+    label_term_product,
     media_gradient_bound,
-    quantile_label,
+    media_gradient_product,
     save_model,
     training_rows,
 )
@@ -139,18 +141,22 @@ class BrandState:
     to_score: np.ndarray
     stopping: EarlyStopping
     label_dp: LabelDP | None
+    budget: dp.PrivacyBudget | None = None
+    """Label DP: the brand's own budget, one Gaussian release (its part and the media's part together)."""
     # 2. propensity.make_key
-    key: object = None
+    owner: KeyOwner = None
+    """The brand's key pair and its release plan: the media's gradient each epoch, the label term once."""
     sizes: Sizes = None
     optimizer: BoundOptimizer = None
     label_term: np.ndarray | None = None
     """Label DP: the brand's noisy part of the label aggregate, subtracted from every gradient."""
+    media_noise: np.ndarray | None = None
+    """Label DP: the Gaussian noise drawn for the media's part, added when that part is released."""
     # 3. propensity.peer_key
     peer_context: object = None
     # each epoch
     quantiles: np.ndarray = None
-    mask: np.ndarray = None
-    shift: int = 0
+    mask: object = None
     evaluated: np.ndarray = None
     best_weights: np.ndarray = None
     # the ranking
@@ -186,8 +192,9 @@ def load(party, msg):
     zero weight inside the brand's encrypted values.
     """
     options = PropensityOptions.from_dict(msg["options"])
+    budget = label_dp_budget(party, options.label_dp_epsilon, options.label_dp_delta)
     psi, inputs, encoder, encoded = encode_matched(party, options)
-    label_dp = LabelDP.of(options)
+    label_dp = LabelDP.of(options, budget)
     labels = inputs.labels[psi.rows]  # every row's label was checked, so an error names its row in the file
     labelled = ~np.isnan(labels)
     validation = validation_split(psi.ids, labelled, options.validation_fraction, options.random_state)
@@ -198,7 +205,7 @@ def load(party, msg):
     party.state["propensity"] = BrandState(
         options=options, ids=np.asarray(psi.ids, dtype=object), encoder=encoder, encoded=encoded,
         features=training_rows(encoded, label_dp), table_rows=inputs.table.rows, labels=np.nan_to_num(labels),
-        train=train, validation=validation, to_score=~labelled, label_dp=label_dp,
+        train=train, validation=validation, to_score=~labelled, label_dp=label_dp, budget=budget,
         stopping=EarlyStopping(options.patience, int(validation.sum()), enabled=label_dp is None))
     return Message(features=size(encoded.shape[1]), table_rows=size(inputs.table.rows),
                    training_rows=size(int(train.sum())))
@@ -216,20 +223,27 @@ def make_key(party, msg):
     state = party.phase("propensity")
     options, label_dp = state.options, state.label_dp
     peer_features = int(msg["peer_features"])
-    budget = options.epochs * peer_features + RELEASE_RESERVE  # the media's gradient, each epoch
+    values = options.epochs * peer_features + RELEASE_RESERVE  # the media's gradient, each epoch
+    plan = {MEDIA_GRADIENT: options.epochs}
     if label_dp is not None:
-        budget += peer_features  # the media's part of the label aggregate, released once
-    state.key = create_key(options.backend, release_budget=budget, paillier_key_bits=options.paillier_key_bits,
-                           allow_weak_key=weak_keys_allowed(party))
+        values += peer_features  # the media's part of the label aggregate, released once
+        plan[LABEL_TERM] = 1
+    key = create_key(options.backend, release_budget=values, paillier_key_bits=options.paillier_key_bits,
+                     allow_weak_key=weak_keys_allowed(party))
+    state.owner = KeyOwner(key, plan)
     state.sizes = Sizes(matched=len(state.features), training=int(state.train.sum()),
-                        brand_table=state.table_rows, media_table=int(msg["peer_table_rows"]))
+                        brand_table=state.table_rows, media_table=int(msg["peer_table_rows"]),
+                        brand_features=state.features.shape[1], media_features=peer_features)
     state.optimizer = BoundOptimizer(state.features[state.train], options.l2, intercept=True, blocks=2)
-    reply = {"public_context": public(state.key.public_context().to_bytes())}
+    reply = {"public_context": public(state.owner.public_context.to_bytes())}
     if label_dp is not None:
         trained_labels = state.train * state.labels
         own_part = BoundOptimizer.design(state.features, True).T @ trained_labels
-        state.label_term = own_part + dp.gaussian_noise(label_dp.noise_std, own_part.size)
-        reply["labels"] = ciphertext(encrypt_scaled(state.key, trained_labels).to_bytes())
+        # One Gaussian release of the whole aggregate: the noise of both parts is drawn now, once.
+        state.budget.spend(what="the label aggregate")
+        noise = dp.gaussian_noise(label_dp.noise_std, own_part.size + peer_features)
+        state.label_term, state.media_noise = own_part + noise[:own_part.size], noise[own_part.size:]
+        reply["labels"] = ciphertext(encrypt_scaled(key, trained_labels).to_bytes())
     return Message(**reply)
 
 
@@ -264,7 +278,7 @@ def brand_round(party, msg):
     state = party.phase("propensity")
     context = state.peer_context
     epoch = state.optimizer.n_steps_
-    quantiles = open_values(party, msg["quantiles"], quantile_label(epoch))
+    quantiles = open_values(party, msg["quantiles"], QUANTILES, round=epoch)
     if quantiles.ndim != 1 or len(quantiles) < 3 or not np.all(np.isfinite(quantiles)):
         raise ProtocolError("the media's logit quantiles are malformed")
     design = BoundOptimizer.design(state.features, True)
@@ -287,25 +301,29 @@ def brand_round(party, msg):
          (u_squared, np.column_stack([design * coefficients[:, 2:3], brier[:, 2]]), u_bound**2)],
         bound=brand_gradient_bound(state.sizes, quantiles),
         plain=np.append(design.T @ coefficients[:, 0], brier[:, 0].sum()))
-    masked_product, state.mask, _ = mask(product, bound)
-    state.shift, state.quantiles, state.evaluated = shift, quantiles, lookahead.copy()
-    encrypted = [encrypt_scaled(state.key, coefficients[:, k]).to_bytes() for k in range(3)]
+    masked_product, state.mask = mask(product, bound, shift)
+    state.quantiles, state.evaluated = quantiles, lookahead.copy()
+    encrypted = [encrypt_scaled(state.owner.key, coefficients[:, k]).to_bytes() for k in range(3)]
     return Message(coefficients=ciphertext(encrypted), gradient=ciphertext(masked_product.to_bytes()), **reply)
 
 
 def _release_label_term(state, blob):
     """Release the media's masked part of the label aggregate with the label-DP Gaussian noise.
 
-    The noise is added to the masked value, which is the same as adding it to the
-    aggregate; it carries the aggregate's scale ``2^shift``, which the brand recomputes
-    from the public bound.
+    The brand expects the media's feature count of values, each a product of its
+    encrypted ``w ⊙ y`` by clipped feature rows (:func:`~.common.label_term_product`).
+    The noise, drawn with the brand's own part in ``propensity.make_key``, is added to
+    the masked value, which is the same as adding it to the aggregate; it carries the
+    aggregate's scale, which the brand recomputes from the public bound.
     """
-    key = state.key
+    owner = state.owner
+    scheme = owner.key.scheme
     bound = label_term_bound(state.sizes)
-    values = release(key, key.load_vector(blob), masked_release_bound(key.scheme, bound),
-                     message_bound(key.scheme, 1.0))
-    shift, _ = scaled_bound(key.scheme, bound)
-    return values + dp.gaussian_noise(state.label_dp.noise_std * 2.0**shift, values.size)
+    values = owner.release(blob, Expected(LABEL_TERM, count=len(state.media_noise),
+                                          bound=masked_release_bound(scheme, bound),
+                                          product=label_term_product(scheme, state.sizes, state.label_dp)))
+    shift, _ = scaled_bound(scheme, bound)
+    return add_noise(values, state.media_noise, shift, None if scheme == "ckks" else 2 * owner.key.precision_bits)
 
 
 # --- 6. propensity.brand_update ------------------------------------------------------------
@@ -313,18 +331,21 @@ def _release_label_term(state, blob):
 def brand_update(party, msg):
     """Unmask the brand's gradient and validation score, step, decide on early stopping; release the media's."""
     state = party.phase("propensity")
-    released = open_values(party, msg["brand_gradient"], BRAND_GRADIENT)
-    values = unmask(released, state.mask, state.shift)
+    if state.mask is None:
+        raise ProtocolError("propensity.brand_update without a gradient of this epoch to open: refused")
+    epoch = state.optimizer.n_steps_
+    values = open_release(party, msg["brand_gradient"], BRAND_GRADIENT, state.mask, round=epoch)
     state.mask = None
     if state.stopping.update(values[-1]):
         state.best_weights = state.evaluated
     label_term = 0.0 if state.label_term is None else state.label_term
     step = state.optimizer.step((values[:-1] - label_term) / state.sizes.training)
-    key, quantiles = state.key, state.quantiles
-    media_gradient = release(key, key.load_vector(msg["media_gradient"]),
-                             masked_release_bound(key.scheme, media_gradient_bound(state.sizes, quantiles)),
-                             message_bound(key.scheme, max(split_coefficient_bounds(quantiles))))
-    return Message(media_gradient=ciphertext(seal_values(party, media_gradient, MEDIA_GRADIENT)),
+    owner, quantiles, sizes = state.owner, state.quantiles, state.sizes
+    scheme = owner.key.scheme
+    media_gradient = owner.release(msg["media_gradient"], Expected(
+        MEDIA_GRADIENT, count=sizes.media_features, bound=masked_release_bound(scheme, media_gradient_bound(sizes, quantiles)),
+        product=media_gradient_product(scheme, sizes, quantiles, state.label_dp)))
+    return Message(media_gradient=ciphertext(seal_values(party, media_gradient, MEDIA_GRADIENT, round=epoch)),
                    converged=control(step < CONVERGENCE_TOL), stop=control(state.stopping.stop),
                    best_epoch=control(state.stopping.best_epoch_))
 
@@ -338,15 +359,17 @@ def rank_mask(party, msg):
     propensity.common.kept_weights`), computed by the model file it writes, and clipped
     to :data:`~fedscore.protocols.propensity.common.RANK_LOGIT_LIMIT` like the media's.
     Only the validation users and users to score are sent (not the training users),
-    shuffled with a permutation drawn from the OS generator; the media learns how many,
-    not which.
+    shuffled with a permutation drawn from the OS generator and re-randomised; the media
+    learns how many, not which.
     """
     state = party.phase("propensity")
     options, stopping = state.options, state.stopping
     context = load_context(msg["public_context"], allow_weak_key=weak_keys_allowed(party))
-    blobs = msg["media_logits"]
-    if len(blobs) != len(state.features):
-        raise ProtocolError(f"received {len(blobs)} encrypted scores for {len(state.features)} matched users")
+    if context.scheme != "paillier":
+        raise ProtocolError("the media's partial logits must come one Paillier ciphertext per user, to be shuffled")
+    media_logits = context.load_vector(msg["media_logits"])
+    if media_logits.size != len(state.features):
+        raise ProtocolError(f"received {media_logits.size} encrypted scores for {len(state.features)} matched users")
     weights = kept_weights(state.optimizer, state.best_weights, stopping.best_epoch_)
     state.model = save_model(party, state.encoder, weights[:-1], float(weights[-1]), state.label_dp, {
         "l2": options.l2, "backend": options.backend, "epochs_run": state.optimizer.n_steps_,
@@ -363,9 +386,9 @@ def rank_mask(party, msg):
         offset = (2.0 * float(uniform(1)[0]) - 1.0) * 2.0 ** RANK_OFFSET_BITS
     permutation = np.argsort(uniform(len(rows)), kind="stable")
     shuffled = rows[permutation]
-    scores = [(context.load_vector(blobs[i]) * scale + (scale * z_b[i] + offset)).to_bytes() for i in shuffled]
+    scores = media_logits.take(shuffled) * scale + (scale * z_b[shuffled] + offset)
     state.ranked_rows = shuffled
-    return Message(scores=ciphertext(scores), rows=size(len(rows)))
+    return Message(scores=ciphertext(scores.to_bytes()), rows=size(len(rows)))
 
 
 # --- 11. propensity.finish -----------------------------------------------------------------

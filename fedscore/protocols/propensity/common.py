@@ -2,10 +2,10 @@
 
 Neither party's module imports the other's; both import this one. It holds the values
 both must agree on without sending them: the public bounds every masked release is
-sized from (computed by each party from sizes and quantiles both hold), the labels the
-peer channel binds payloads to, the label-DP parameters derived from the run's options,
-the rule that picks the weights kept after training, and the constants of the private
-ranking.
+sized from and the key owner's account of how each aggregate it releases was computed
+(both from sizes and quantiles both parties hold), the steps the peer channel binds
+payloads to, the label-DP parameters derived from the run's options, the rule that
+picks the weights kept after training, and the constants of the private ranking.
 """
 
 import math
@@ -17,7 +17,14 @@ from ...kit.inputs import read_inputs
 from ...kit.model import ModelFile
 from ...params import LABEL_DP_CLIP_NORM
 from ..psi.party import Matched
-from ..vertical_lr import encoded_column_bound, split_product_bound
+from ..vertical_lr import (
+    encoded_column_bound,
+    encoded_entry_bound,
+    media_logit_bound,
+    product,
+    split_coefficient_bounds,
+    split_product_bound,
+)
 
 CONVERGENCE_TOL = 1e-4
 """Training stops early when both parties' last steps are shorter than this (L2 norm of
@@ -39,17 +46,14 @@ RANK_LOGIT_LIMIT = 2.0**6
 decrypts the masked scores against is a public constant. ``σ(±64)`` is within 1e-27 of
 0 or 1: only users whose partial logit is that extreme can change places."""
 
-# Labels of the payloads sealed on the parties' channel (the step each belongs to): the
-# sealer and the opener must use the same one, and a payload opens under its own only.
+# The steps of the payloads sealed on the parties' channel, and of the releases each key
+# owner plans: the sealer and the opener use the same step, and the epoch as its round
+# where a step repeats, so a payload opens at its own step and epoch only.
 LABEL_TERM = "propensity.label_term"
 BRAND_GRADIENT = "propensity.media_round"
 MEDIA_GRADIENT = "propensity.brand_update"
+QUANTILES = "propensity.quantiles"
 RANKS = "propensity.rank_reveal"
-
-
-def quantile_label(epoch):
-    """The channel label of an epoch's quantiles: a payload cannot be replayed into another epoch."""
-    return f"propensity.quantiles.{epoch}"
 
 
 # --- what both parties hold after loading ---------------------------------------------------
@@ -93,12 +97,18 @@ class LabelDP:
     releases: int = 1
 
     @classmethod
-    def of(cls, options):
-        """The parameters of ``options`` (a :class:`PropensityOptions`), or None without label DP."""
+    def of(cls, options, budget=None):
+        """The parameters of ``options`` (a :class:`PropensityOptions`), or None without label DP.
+
+        ``budget`` is the label owner's own :class:`fedscore.dp.PrivacyBudget`, whose noise
+        multiplier it computed itself; the media, which adds no noise, computes the same
+        figure for its report.
+        """
         if options.label_dp_epsilon is None:
             return None
         sensitivity = math.sqrt(2 * LABEL_DP_CLIP_NORM**2 + 1)
-        multiplier = dp.noise_multiplier(options.label_dp_epsilon, 1, options.label_dp_delta)
+        multiplier = budget.noise_multiplier if budget is not None else \
+            dp.noise_multiplier(options.label_dp_epsilon, 1, options.label_dp_delta)
         return cls(epsilon=options.label_dp_epsilon, delta=options.label_dp_delta, clip_norm=LABEL_DP_CLIP_NORM,
                    sensitivity=sensitivity, noise_multiplier=multiplier, noise_std=multiplier * sensitivity)
 
@@ -121,6 +131,48 @@ class Sizes:
     training: int
     brand_table: int
     media_table: int
+    brand_features: int
+    media_features: int
+
+
+def entry_bound(rows_fitted, label_dp):
+    """Public bound on any entry a party encodes (:func:`~fedscore.protocols.vertical_lr.encoded_entry_bound`)."""
+    return encoded_entry_bound(rows_fitted, None if label_dp is None else label_dp.clip_norm)
+
+
+def brand_gradient_product(scheme, sizes, quantiles, label_dp):
+    """The media's own account of the brand's masked gradient it releases (:class:`~fedscore.kit.release.Product`).
+
+    Two products, ``[[u]]`` and ``[[u²]]`` times the brand's design (features, intercept,
+    Brier column) weighted by coefficients bounded from the quantiles; then the plaintext
+    term and the mask.
+    """
+    _, b1, b2 = split_coefficient_bounds(quantiles)
+    u = media_logit_bound(quantiles)
+    square = entry_bound(sizes.brand_table, label_dp) ** 2
+    terms = [(sizes.brand_table * b1**2, square * b1**2), (sizes.brand_table * b2**2, square * b2**2)]
+    return product(scheme, brand_gradient_bound(sizes, quantiles), sizes.matched, terms, additions=2,
+                   largest_value=max(u, u * u))
+
+
+def media_gradient_product(scheme, sizes, quantiles, label_dp):
+    """The brand's own account of the media's masked gradient it releases.
+
+    CKKS: three products, ``[[c0]]``, ``[[c1]]`` and ``[[c2]]`` times the media's features,
+    ``X ⊙ u`` and ``X ⊙ u²``; then the mask. Paillier: ``X_mᵀ[[c0 + c1 u + c2 u²]]``,
+    two plaintext multiplications deep (Paillier is exact: only the depth is checked).
+    """
+    u = media_logit_bound(quantiles)
+    square = entry_bound(sizes.media_table, label_dp) ** 2
+    terms = [(sizes.media_table * u ** (2 * k), square * u ** (2 * k)) for k in range(3)]
+    return product(scheme, media_gradient_bound(sizes, quantiles), sizes.matched, terms,
+                   largest_value=float(max(split_coefficient_bounds(quantiles))), depth=1 if scheme == "ckks" else 2)
+
+
+def label_term_product(scheme, sizes, label_dp):
+    """The brand's own account of the media's masked part of the label aggregate: ``X_mᵀ[[w ⊙ y]]``, rows clipped."""
+    terms = [(sizes.media_table, entry_bound(sizes.media_table, label_dp) ** 2)]
+    return product(scheme, label_term_bound(sizes), sizes.matched, terms)
 
 
 def brand_gradient_bound(sizes, quantiles):

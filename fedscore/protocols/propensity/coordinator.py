@@ -45,8 +45,10 @@ def setup(coordinator, options):
     label DP also its masked part of the label aggregate, computed on the brand's
     ``[[w ⊙ y]]``).
     """
+    # The brand's random state (its validation split) stays the brand's: the media gets the options without it.
     loaded = coordinator.exchange({
-        role: ("propensity.load", Message(options=public(options.to_dict()))) for role in (BRAND, MEDIA)})
+        BRAND: ("propensity.load", Message(options=public(options.to_dict()))),
+        MEDIA: ("propensity.load", Message(options=public(options.replace(random_state=None).to_dict())))})
     keys = coordinator.exchange({
         BRAND: ("propensity.make_key", Message(
             peer_features=size(loaded[MEDIA]["features"]), peer_table_rows=size(loaded[MEDIA]["table_rows"]))),

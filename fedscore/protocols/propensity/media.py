@@ -8,6 +8,7 @@ shuffled scores under a Paillier key of its own. Section numbers are the steps o
 spec's message flow.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,7 @@ from ...errors import ProtocolError
 from ...he import load_context
 from ...kit.encoder import FeatureEncoder
 from ...kit.model import ModelFile
+from ...kit.release import Expected, KeyOwner
 from ...wire import Message, ciphertext, control, public, size
 from ..vertical_lr import (
     BoundOptimizer,
@@ -28,12 +30,9 @@ from ..vertical_lr import (
     masked_release_bound,
     media_logit_bound,
     media_quantiles,
-    message_bound,
-    open_values,
-    release,
+    open_release,
     seal_values,
     split_coefficient_bounds,
-    unmask,
     weak_keys_allowed,
 )
 from .common import (
@@ -41,17 +40,18 @@ from .common import (
     CONVERGENCE_TOL,
     LABEL_TERM,
     MEDIA_GRADIENT,
+    QUANTILES,
     RANK_LOGIT_LIMIT,
     RANKS,
     RELEASE_RESERVE,
     LabelDP,
     Sizes,
     brand_gradient_bound,
+    brand_gradient_product,
     encode_matched,
     kept_weights,
     label_term_bound,
     media_gradient_bound,
-    quantile_label,
     rank_release_bound,
     save_model,
     training_rows,
@@ -76,13 +76,13 @@ class MediaState:
     table_rows: int
     label_dp: LabelDP | None
     # 2. propensity.make_key
-    key: object = None
+    owner: KeyOwner = None
+    """The media's key pair and its release plan: the brand's gradient, once per epoch."""
     sizes: Sizes = None
     optimizer: BoundOptimizer = None
     # 3. propensity.media_logits
     peer_context: object = None
-    label_mask: np.ndarray = None
-    label_shift: int = 0
+    label_mask: object = None
     label_term: np.ndarray | None = None
     """Label DP: the media's noisy part of the label aggregate, subtracted from every gradient."""
     # each epoch
@@ -90,13 +90,13 @@ class MediaState:
     """The look-ahead weights of each epoch: the ones its validation score measured."""
     u: np.ndarray = None
     quantiles: np.ndarray = None
-    mask: np.ndarray = None
-    shift: int = 0
+    mask: object = None
     # the ranking
     model: ModelFile = None
     media_logits: np.ndarray = None
     """The partial logits of the kept model, before clipping to the rank limit."""
-    rank_key: object = None
+    rank_owner: KeyOwner = None
+    """A fresh Paillier key pair for the ranking, which releases the ranked users' order once."""
 
 
 # --- 1. propensity.load --------------------------------------------------------------------
@@ -118,13 +118,16 @@ def make_key(party, msg):
     """Make the media's key pair, sized to the brand's gradients and scores it releases; set up its optimiser."""
     state = party.phase("propensity")
     options = state.options
-    released_per_epoch = int(msg["peer_features"]) + 1 + BRIER_VALUES  # the brand's gradient with its intercept
-    state.key = create_key(options.backend, release_budget=options.epochs * released_per_epoch + RELEASE_RESERVE,
-                           paillier_key_bits=options.paillier_key_bits, allow_weak_key=weak_keys_allowed(party))
+    peer_features = int(msg["peer_features"])
+    released_per_epoch = peer_features + 1 + BRIER_VALUES  # the brand's gradient with its intercept
+    key = create_key(options.backend, release_budget=options.epochs * released_per_epoch + RELEASE_RESERVE,
+                     paillier_key_bits=options.paillier_key_bits, allow_weak_key=weak_keys_allowed(party))
+    state.owner = KeyOwner(key, {BRAND_GRADIENT: options.epochs})
     state.sizes = Sizes(matched=len(state.features), training=int(msg["training_rows"]),
-                        brand_table=int(msg["peer_table_rows"]), media_table=state.table_rows)
+                        brand_table=int(msg["peer_table_rows"]), media_table=state.table_rows,
+                        brand_features=peer_features, media_features=state.features.shape[1])
     state.optimizer = BoundOptimizer(state.features, options.l2, blocks=2)
-    return Message(public_context=public(state.key.public_context().to_bytes()))
+    return Message(public_context=public(key.public_context().to_bytes()))
 
 
 # --- 3. propensity.media_logits ------------------------------------------------------------
@@ -141,9 +144,9 @@ def media_logits(party, msg):
         raise ProtocolError("the encrypted labels must come exactly when the run has label DP")
     extra = {}
     if state.label_dp is not None:
-        product, state.label_shift, bound = encrypted_products(
+        product, shift, bound = encrypted_products(
             [(context.load_vector(msg["labels"]), state.features, 1.0)], bound=label_term_bound(state.sizes))
-        masked_product, state.label_mask, _ = mask(product, bound)
+        masked_product, state.label_mask = mask(product, bound, shift)
         extra["label_term"] = ciphertext(masked_product.to_bytes())
     return Message(**_open_epoch(party, state), **extra)
 
@@ -162,9 +165,10 @@ def _open_epoch(party, state):
     state.u = u = centred_media_logit(z, quantiles)
     epoch = len(state.snapshots)
     state.snapshots.append(weights.copy())
-    return {"media_logit": ciphertext(encrypt_scaled(state.key, u).to_bytes()),
-            "media_logit_squared": ciphertext(encrypt_scaled(state.key, u * u).to_bytes()),
-            "quantiles": ciphertext(seal_values(party, quantiles, quantile_label(epoch)))}
+    key = state.owner.key
+    return {"media_logit": ciphertext(encrypt_scaled(key, u).to_bytes()),
+            "media_logit_squared": ciphertext(encrypt_scaled(key, u * u).to_bytes()),
+            "quantiles": ciphertext(seal_values(party, quantiles, QUANTILES, round=epoch))}
 
 
 # --- 5. propensity.media_round -------------------------------------------------------------
@@ -185,16 +189,18 @@ def media_round(party, msg):
     if "label_term" in msg:
         if state.label_mask is None:
             raise ProtocolError("a label aggregate arrived that this party did not ask for")
-        released = open_values(party, msg["label_term"], LABEL_TERM)
-        state.label_term = unmask(released, state.label_mask, state.label_shift)
+        state.label_term = open_release(party, msg["label_term"], LABEL_TERM, state.label_mask)
         state.label_mask = None
     if state.label_dp is not None and state.label_term is None:
         raise ProtocolError("the noisy label aggregate has not arrived (label DP)")
-    key, quantiles, sizes = state.key, state.quantiles, state.sizes
+    owner, quantiles, sizes = state.owner, state.quantiles, state.sizes
+    epoch = len(state.snapshots) - 1
     u_bound = media_logit_bound(quantiles)
-    released = release(key, key.load_vector(msg["brand_gradient"]),
-                       masked_release_bound(key.scheme, brand_gradient_bound(sizes, quantiles)),
-                       message_bound(key.scheme, max(u_bound, u_bound**2)))
+    scheme = owner.key.scheme
+    released = owner.release(msg["brand_gradient"], Expected(
+        BRAND_GRADIENT, count=sizes.brand_features + 1 + BRIER_VALUES,
+        bound=masked_release_bound(scheme, brand_gradient_bound(sizes, quantiles)),
+        product=brand_gradient_product(scheme, sizes, quantiles, state.label_dp)))
     blobs = msg["coefficients"]
     if len(blobs) != 3:
         raise ProtocolError(f"expected 3 encrypted coefficient vectors, got {len(blobs)}")
@@ -205,9 +211,9 @@ def media_round(party, msg):
         terms = [(c0, features, b0), (c1, features * u[:, None], b1), (c2, features * (u * u)[:, None], b2)]
     else:
         terms = [(c0 + c1 * u + c2 * (u * u), features, b0 + b1 * u_bound + b2 * u_bound**2)]
-    product, state.shift, product_bound = encrypted_products(terms, bound=media_gradient_bound(sizes, quantiles))
-    masked_product, state.mask, _ = mask(product, product_bound)
-    return Message(brand_gradient=ciphertext(seal_values(party, released, BRAND_GRADIENT)),
+    product, shift, product_bound = encrypted_products(terms, bound=media_gradient_bound(sizes, quantiles))
+    masked_product, state.mask = mask(product, product_bound, shift)
+    return Message(brand_gradient=ciphertext(seal_values(party, released, BRAND_GRADIENT, round=epoch)),
                    media_gradient=ciphertext(masked_product.to_bytes()))
 
 
@@ -216,9 +222,12 @@ def media_round(party, msg):
 def media_update(party, msg):
     """Unmask the media's gradient and step; unless this epoch was the last, open the next one."""
     state = party.phase("propensity")
-    released = open_values(party, msg["media_gradient"], MEDIA_GRADIENT)
+    if state.mask is None:
+        raise ProtocolError("propensity.media_update without a gradient of this epoch to open: refused")
+    epoch = len(state.snapshots) - 1
     label_term = 0.0 if state.label_term is None else state.label_term
-    gradient = (unmask(released, state.mask, state.shift) - label_term) / state.sizes.training
+    gradient = (open_release(party, msg["media_gradient"], MEDIA_GRADIENT, state.mask, round=epoch)
+                - label_term) / state.sizes.training
     state.mask = None
     step = state.optimizer.step(gradient)
     reply = {"converged": control(step < CONVERGENCE_TOL)}
@@ -247,10 +256,10 @@ def rank_encrypt(party, msg):
         "best_epoch": best_epoch, "label_dp": None if state.label_dp is None else state.label_dp.to_dict()})
     state.media_logits = state.model.logits(state.encoded)
     z = np.clip(state.media_logits, -RANK_LOGIT_LIMIT, RANK_LOGIT_LIMIT)
-    state.rank_key = key = create_key("paillier", paillier_key_bits=options.paillier_key_bits,
-                                      allow_weak_key=weak_keys_allowed(party))
-    blobs = [key.encrypt([value]).to_bytes() for value in z]
-    return Message(public_context=public(key.public_context().to_bytes()), media_logits=ciphertext(blobs))
+    key = create_key("paillier", paillier_key_bits=options.paillier_key_bits, allow_weak_key=weak_keys_allowed(party))
+    state.rank_owner = KeyOwner(key, {RANKS: 1})
+    return Message(public_context=public(key.public_context().to_bytes()),
+                   media_logits=ciphertext(key.encrypt(z).to_bytes()))
 
 
 # --- 10. propensity.rank_reveal ------------------------------------------------------------
@@ -258,8 +267,9 @@ def rank_encrypt(party, msg):
 def rank_reveal(party, msg):
     """Decrypt the shuffled, affinely masked scores and rank them (or, with exact scores, return them)."""
     state = party.phase("propensity")
-    key, exact = state.rank_key, state.options.exact_scores
-    bound = rank_release_bound(exact)
-    values = np.array([key.decrypt_release(key.load_vector(blob), bound)[0] for blob in msg["scores"]])
+    owner, exact, sizes = state.rank_owner, state.options.exact_scores, state.sizes
+    ranked = sizes.matched - sizes.training  # the validation users and the users to score
+    released = owner.release(msg["scores"], Expected(RANKS, count=ranked, bound=rank_release_bound(exact)))
+    values = np.array([math.ldexp(float(v), -2 * owner.key.precision_bits) for v in released])
     result = values if exact else rankdata(values)
     return Message(ranks=ciphertext(seal_values(party, result, RANKS)))

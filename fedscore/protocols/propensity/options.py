@@ -61,7 +61,8 @@ class PropensityOptions(EncodingOptions):
                                         low_open=True, high_open=True)
     min_intersection: int = option(PSI_MIN_INTERSECTION, "Stop with an error when fewer IDs than this match "
                                    "(clean rooms commonly ask for 100 or more).", low=0)
-    random_state: int | None = option(None, "Makes the brand's validation split reproducible.")
+    random_state: int | None = option(None, "Makes the brand's validation split reproducible (the media is not "
+                                      "sent it).")
     paillier_key_bits: int | None = option(None, "Shorter Paillier keys, for tests only (warns); each party must "
                                            "also allow weak keys in its own settings.", hidden=True)
     label_dp_epsilon: float | None = option(None, "Label differential privacy towards the media: the labels enter "

@@ -1,21 +1,24 @@
 """The group PSI computes in: Curve25519's prime-order subgroup, and the operations on it.
 
 Each function works on one party's own values (its IDs, its secret scalar) or checks
-values received from the peer; the steps in :mod:`.party` call them. Hashing and
-multiplying run on every core (:func:`fedscore.parallel.parallel_chunks`): PyNaCl
-releases Python's GIL around libsodium's calls.
+values received from the peer; the steps in :mod:`.party` call them. The scalar
+multiplications run on an engine of :mod:`.engine` (IPP-Crypto's multi-buffer X25519
+where the CPU has it, libsodium otherwise), on every core
+(:func:`fedscore.parallel.parallel_chunks`): both engines release Python's GIL.
+Hashing onto the curve holds the GIL and runs before the multiplications, in the
+calling thread.
 """
 
 import hashlib
 
 import gmpy2
 import nacl.bindings
-import nacl.exceptions
 import nacl.utils
 import numpy as np
 
 from ...errors import ProtocolError
 from ...parallel import parallel_chunks
+from .engine import POINT_BYTES, default_engine
 
 # --- Group parameters -------------------------------------------------------------------
 # Curve25519, RFC 7748 section 4.1: v^2 = u^3 + A u^2 + u over GF(p). The curve has order
@@ -23,18 +26,35 @@ from ...parallel import parallel_chunks
 # product of a clamped scalar and any point of the curve lies in the order-l subgroup.
 FIELD_PRIME = 2**255 - 19
 MONTGOMERY_A = 486662
-POINT_BYTES = 32  # a Montgomery u-coordinate, little-endian (RFC 7748 section 5)
 SCALAR_BYTES = nacl.bindings.crypto_scalarmult_SCALARBYTES
 
-HASH_DOMAIN = b"fedscore/psi/v1/curve25519/sha512-try-and-increment"
+HASH_DOMAIN = b"fedscore/psi/v2/curve25519/sha512-try-and-increment"
 """Domain separator of the hash onto the curve; the run id is appended per run."""
 
 HASH_TO_CURVE_MAX_TRIES = 256
 """Each try lands on the curve with probability 1/2 (the other half is the twist), so
-256 tries all fail with probability 2^-256."""
+256 tries all fail with probability 2^-256. Two tries per SHA-512 digest."""
+
+SMALL_ORDER_POINTS = frozenset({
+    1,  # order 4 on the curve
+    FIELD_PRIME - 1,  # order 4 on the twist
+    325606250916557431795983626356110631294008115727848805560023387167927233504,  # order 8
+    39382357235489614581723060781553021112529911719440698176882885853963445705823,  # order 8
+})
+"""Canonical u-coordinates of the points of order 2, 4 and 8 of Curve25519 and of its
+twist, besides u = 0 (order 2), which :func:`check_points` refuses already: the list
+libsodium refuses in ``crypto_scalarmult`` (there with the non-canonical p and p + 1,
+which are refused as non-canonical here). Every other point, of the curve or of its
+twist, has a 253-bit prime factor in its order."""
+
+RECEIVED_CURVE_SAMPLE = 128
+"""Received points checked to lie on the curve (not its twist), drawn at random per set:
+a set hashed or encoded otherwise (another protocol version) has about half of its
+points on the twist and is refused with probability 1 - 2^-128."""
 
 _POINT_DTYPE = np.dtype((np.bytes_, POINT_BYTES))
-
+_SMALL_ORDER_ROWS = np.array([list(u.to_bytes(POINT_BYTES, "little")) for u in sorted(SMALL_ORDER_POINTS)],
+                             dtype=np.uint8)
 
 
 def hash_domain(run_id):
@@ -42,58 +62,81 @@ def hash_domain(run_id):
     return HASH_DOMAIN + b"/" + run_id.encode("utf-8")
 
 
-def hash_and_blind(ids, key, domain):
-    """Hash each ID onto the curve and multiply it by ``key``, on every core: ``(n, 32)`` uint8."""
-    return parallel_chunks(_hash_and_blind, ids, key, domain)
-
-
-def blind_received(points, key):
-    """Multiply each received point by ``key`` (checked to lie on the curve), on every core."""
-    return parallel_chunks(_blind_received, points, key)
-
-
-def _hash_and_blind(ids, key, domain):
-    """Hash each ID onto the curve (try and increment) and multiply it by ``key``.
+def hash_to_curve(ids, domain):
+    """Hash each ID onto the curve by try and increment: ``(n, 32)`` uint8 u-coordinates.
 
     Try and increment, as in Google's private-join-and-compute (there on P-256):
-    SHA-512 of (domain, ID, counter) reduced mod p is accepted as a u-coordinate when
-    u^3 + A u^2 + u is a non-zero square, i.e. when u lies on the curve rather than
-    on its twist; otherwise the counter is incremented.
+    the digest ``SHA-512(len(D) || D || ID || counter)`` gives two candidates, its
+    two 32-byte halves read little-endian and reduced mod p; the first candidate u
+    with u^3 + A u^2 + u a non-zero square (u on the curve rather than on its twist)
+    is the ID's point. Two tries per digest halve the SHA-512 calls; the Legendre
+    symbols (GMP's Jacobi symbol through gmpy2, about 2 per ID) are most of the cost.
     """
     prefix = hashlib.sha512(len(domain).to_bytes(2, "big") + domain)
+    copy_prefix, from_bytes, jacobi = prefix.copy, gmpy2.mpz.from_bytes, gmpy2.jacobi
+    p, a = gmpy2.mpz(FIELD_PRIME), MONTGOMERY_A
+    counters = [c.to_bytes(2, "big") for c in range(HASH_TO_CURVE_MAX_TRIES // 2)]
     out = bytearray(POINT_BYTES * len(ids))
     for i, value in enumerate(ids):
         data = value.encode("utf-8")
-        for counter in range(HASH_TO_CURVE_MAX_TRIES):
-            h = prefix.copy()
-            h.update(data + counter.to_bytes(2, "big"))
-            u = gmpy2.mpz(int.from_bytes(h.digest(), "little")) % FIELD_PRIME
-            if gmpy2.jacobi(u * (u * (u + MONTGOMERY_A) + 1), FIELD_PRIME) == 1:
+        for counter in counters:
+            h = copy_prefix()
+            h.update(data + counter)
+            digest = h.digest()
+            u = from_bytes(digest[:32], "little") % p
+            if jacobi(u * (u * (u + a) + 1), p) == 1:
+                break
+            u = from_bytes(digest[32:], "little") % p
+            if jacobi(u * (u * (u + a) + 1), p) == 1:
                 break
         else:  # pragma: no cover - probability 2^-256
             raise RuntimeError("hash to curve failed")
-        out[i * POINT_BYTES:(i + 1) * POINT_BYTES] = nacl.bindings.crypto_scalarmult(
-            key, int(u).to_bytes(POINT_BYTES, "little"))
+        out[i * POINT_BYTES:(i + 1) * POINT_BYTES] = u.to_bytes(POINT_BYTES, "little")
     return np.frombuffer(bytes(out), dtype=np.uint8).reshape(-1, POINT_BYTES)
 
 
-def _blind_received(points, key):
-    """Multiply each received point by ``key`` after checking that it lies on the curve.
+def multiply(points, key, engine=None):
+    """``X25519(key, p)`` for each row of ``points``, on every core: ``(n, 32)`` uint8."""
+    engine = engine or default_engine()
+    return parallel_chunks(engine.multiply, np.ascontiguousarray(points, dtype=np.uint8), key)
 
-    Canonical encoding is checked before (:func:`check_points`); a point of small
-    order makes libsodium refuse the multiplication, which is reported too.
+
+def hash_and_blind(ids, key, domain, engine=None):
+    """Hash each ID onto the curve and multiply it by ``key``: ``(n, 32)`` uint8."""
+    return multiply(hash_to_curve(ids, domain), key, engine)
+
+
+def blind_received(points, key, engine=None):
+    """Multiply received points by ``key``, after checking them: ``(n, 32)`` uint8.
+
+    The points' encoding was checked before (:func:`check_points`). Refused here:
+    any point of small order (X25519 would map it to zero, and the engines disagree
+    on what they return for some of them), a set with a point of the twist among
+    :data:`RECEIVED_CURVE_SAMPLE` points drawn at random, and, should a check ever be
+    missed, any product that is zero. ``protocols/psi.md`` ("Checks on received
+    values") says why a sample of the curve check suffices.
     """
-    out = bytearray(points.nbytes)
-    for i, row in enumerate(points):
-        encoded = row.tobytes()
-        u = gmpy2.mpz(int.from_bytes(encoded, "little"))
-        if gmpy2.jacobi(u * (u * (u + MONTGOMERY_A) + 1), FIELD_PRIME) != 1:
-            raise ProtocolError("a received value is not a point of the curve")
-        try:
-            out[i * POINT_BYTES:(i + 1) * POINT_BYTES] = nacl.bindings.crypto_scalarmult(key, encoded)
-        except nacl.exceptions.RuntimeError:
-            raise ProtocolError("a received value is a point of small order") from None
-    return np.frombuffer(bytes(out), dtype=np.uint8).reshape(-1, POINT_BYTES)
+    prefixes = _prefixes(points)
+    suspects = np.flatnonzero(np.isin(prefixes, _prefixes(_SMALL_ORDER_ROWS)))
+    if len(suspects) and (points[suspects, None, :] == _SMALL_ORDER_ROWS[None, :, :]).all(axis=2).any():
+        raise ProtocolError("a received value is a point of small order")
+    if not on_curve(points[random_sample(len(points), RECEIVED_CURVE_SAMPLE)]).all():
+        raise ProtocolError("a received value is not a point of the curve")
+    out = multiply(points, key, engine)
+    if not out.any(axis=1).all():
+        raise ProtocolError("a received value is a point of small order")
+    return out
+
+
+def on_curve(points):
+    """True for each row of ``points`` (``(n, 32)`` uint8, canonical) that lies on the curve, not its twist."""
+    data, from_bytes, jacobi = np.ascontiguousarray(points, dtype=np.uint8).tobytes(), gmpy2.mpz.from_bytes, gmpy2.jacobi
+    p, a = gmpy2.mpz(FIELD_PRIME), MONTGOMERY_A
+    flags = np.empty(len(points), dtype=bool)
+    for i in range(len(points)):
+        u = from_bytes(data[i * POINT_BYTES:(i + 1) * POINT_BYTES], "little")
+        flags[i] = jacobi(u * (u * (u + a) + 1), p) == 1
+    return flags
 
 
 def check_points(value, name, expected=None):
@@ -122,6 +165,58 @@ def check_points(value, name, expected=None):
 def as_keys(points):
     """View ``(n, 32)`` points as fixed-width byte strings, for sorting and matching."""
     return np.ascontiguousarray(points).view(_POINT_DTYPE).ravel()
+
+
+def _prefixes(points):
+    """The first 8 bytes of each point as a big-endian integer: sorts like the points' bytes."""
+    return np.ascontiguousarray(points[:, :8]).view(">u8").ravel().astype(np.uint64)
+
+
+def _distinct(keys):
+    ordered = np.sort(keys)
+    return bool((ordered[1:] != ordered[:-1]).all())
+
+
+def distinct(points):
+    """True when no two rows of ``points`` are equal."""
+    if _distinct(_prefixes(points)):
+        return True
+    return _distinct(as_keys(points))
+
+
+def intersect(own, peer):
+    """Rows common to ``own`` and ``peer`` (each without repeats), in the order of their bytes.
+
+    Returns
+    -------
+    own_index, peer_index : numpy.ndarray of int
+        ``own[own_index[i]] == peer[peer_index[i]]``, ordered by that value as bytes.
+
+    Notes
+    -----
+    Sorting 8-byte prefixes is several times faster than sorting 32-byte strings. When
+    the prefixes are distinct on each side (two of 10^6 random points share one with
+    probability about 10^12 / 2^64 = 5 * 10^-8) each prefix pairs at most one row with
+    one row, and the pairs are confirmed on all 32 bytes; otherwise the full values
+    are compared.
+    """
+    own_keys, peer_keys = _prefixes(own), _prefixes(peer)
+    if _distinct(own_keys) and _distinct(peer_keys):
+        _, own_index, peer_index = np.intersect1d(own_keys, peer_keys, assume_unique=True, return_indices=True)
+        same = (own[own_index] == peer[peer_index]).all(axis=1)
+        return own_index[same], peer_index[same]
+    _, own_index, peer_index = np.intersect1d(as_keys(own), as_keys(peer), return_indices=True)
+    return own_index, peer_index
+
+
+def random_sample(n, k):
+    """``min(n, k)`` distinct indices below ``n`` (fewer when ``n`` is barely above ``k``), drawn
+    with the OS's cryptographic generator."""
+    if n <= k:
+        return np.arange(n)
+    picks = np.frombuffer(nacl.utils.random(8 * 4 * k), dtype=np.uint64) % np.uint64(n)  # bias < n / 2^64
+    _, first = np.unique(picks, return_index=True)
+    return picks[np.sort(first)][:k].astype(np.int64)  # in order of drawing: the first k distinct
 
 
 def random_permutation(n):

@@ -13,19 +13,22 @@ from dataclasses import dataclass
 import nacl.utils
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ...errors import InputError, ProtocolError
 from ...ids import prepare_ids
 from ...kit.inputs import read_inputs
 from ...wire import Message, blinded_ids, ciphertext, public, size
+from .engine import default_engine
 from .group import (
     POINT_BYTES,
     SCALAR_BYTES,
-    as_keys,
     blind_received,
     check_points,
+    distinct,
     hash_and_blind,
     hash_domain,
+    intersect,
     random_permutation,
 )
 from .options import PSIOptions
@@ -83,7 +86,8 @@ class _Blinding:
     order: np.ndarray
     column: str
     rows: np.ndarray
-    ids: np.ndarray
+    ids: pa.Array
+    """The ID of each of ``rows`` as written (trimmed); pyarrow, so that a snapshot pickles it fast."""
     report: dict
     min_intersection: int
     write_output: bool
@@ -113,10 +117,10 @@ def blind_own(party, msg):
     order = np.arange(len(points)) if keep_order else random_permutation(len(points))
     party.state["psi.blinding"] = _Blinding(
         mode=options.mode, key=key, order=order, column=inputs.id_column, rows=prepared.rows,
-        ids=inputs.ids[prepared.rows], report=prepared.report.to_dict(),
+        ids=inputs.table.text(inputs.id_column).take(pa.array(prepared.rows)), report=prepared.report.to_dict(),
         min_intersection=options.min_intersection, write_output=bool(msg["write_output"]))
     report = prepared.report
-    return Message(points=blinded_ids(points[order]), channel_key=public(party.channel.public_key),
+    return Message(points=blinded_ids(points[order]), channel_key=public(party.channel.offer),
                    rows=size(report.rows), unique=size(report.unique), empty=size(report.empty),
                    duplicates=size(report.duplicates))
 
@@ -166,19 +170,17 @@ def match(party, msg):
                             "own double-blinded IDs", expected=len(blinding.order))
     own_double = np.empty_like(returned)
     own_double[blinding.order] = returned  # undo this party's shuffle: row i is own ID i again
-    own_keys = as_keys(own_double)
-    if len(np.unique(own_keys)) != len(own_keys):
+    if not distinct(own_double):
         raise ProtocolError("the peer returned repeated double-blinded values")
-    _, own_index, peer_index = np.intersect1d(own_keys, as_keys(blinding.peer_double),
-                                              assume_unique=True, return_indices=True)
+    own_index, peer_index = intersect(own_double, blinding.peer_double)
     matched = len(own_index)
     if matched < blinding.min_intersection:
         # In labelled mode the count is the brand's alone: the error reaches the coordinator without it.
         found = f"only {matched} IDs" if blinding.mode == "both" else "fewer IDs than the minimum"
         raise InputError(f"{found} matched; at least {blinding.min_intersection} are needed")
     if blinding.mode == "both":
-        result = Matched(ids=blinding.ids[own_index], rows=blinding.rows[own_index], size=len(own_keys),
-                         peer_size=blinding.peer_size)
+        result = Matched(ids=_take(blinding.ids, own_index), rows=blinding.rows[own_index],
+                         size=len(own_double), peer_size=blinding.peer_size)
         _write_outputs(party, blinding, {"intersection": matched},
                        {"intersection.csv": pd.DataFrame({blinding.column: result.ids})})
         reply = Message(matched=size(matched))
@@ -187,10 +189,10 @@ def match(party, msg):
         flags[peer_index] = True
         brand_rows = np.full(blinding.peer_size, -1, dtype=np.int64)
         brand_rows[peer_index] = blinding.rows[own_index]
-        result = BrandFlags(flags=flags, brand_rows=brand_rows, matched=matched, size=len(own_keys),
+        result = BrandFlags(flags=flags, brand_rows=brand_rows, matched=matched, size=len(own_double),
                             peer_size=blinding.peer_size)
         ids = np.full(blinding.peer_size, "", dtype=object)
-        ids[peer_index] = blinding.ids[own_index]
+        ids[peer_index] = _take(blinding.ids, own_index)
         _write_outputs(party, blinding, {"matched": matched},
                        {"match_flags.csv": pd.DataFrame({"matched": flags.astype(int), blinding.column: ids})})
         reply = Message()
@@ -199,11 +201,17 @@ def match(party, msg):
     return reply
 
 
+def _take(ids, index):
+    """The IDs at ``index`` of a party's pyarrow ID column, as a numpy array of str."""
+    return ids.take(pa.array(index, type=pa.int64())).to_numpy(zero_copy_only=False)
+
+
 def _write_outputs(party, blinding, result, tables=None):
     """Write this party's result files into its own output folder, when the job asks."""
     if not blinding.write_output:
         return
     for name, table in (tables or {}).items():
         table.to_csv(party.out / name, index=False)
-    report = {"ids": blinding.report, "peer_set_size": blinding.peer_size, **result}
+    report = {"ids": blinding.report, "peer_set_size": blinding.peer_size, "x25519_engine": default_engine().detail,
+              **result}
     (party.out / "psi_report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -19,8 +19,14 @@ never to the coordinator: both parties run the same :func:`_decide` on the same 
 values, so they agree, without a further message, on which restarts have converged,
 which are dropped and when to stop. Everything a party sends is a ciphertext (CKKS, or
 sealed on ``party.channel``), a public context, a size or the masker's ``stop``.
+
+The key owner decides what it decrypts (:func:`_masked_columns`): once per round in
+which it encrypted its distances, exactly the columns of the restarts it itself counts
+as running, each of ``n`` values and one plaintext multiplication deep, none of them a
+ciphertext it sent or, once decrypted, its own partial distances.
 """
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +61,13 @@ below the ``2^59`` CKKS message space at the level the mask leaves."""
 
 STATS_FIELDS = {"variance_sum", "features", "inertia", "shift"}
 """What a party's sealed stats hold (:func:`_own_stats`)."""
+
+MASKED_DEPTH = 1
+"""Plaintext multiplications in a masked column: the masker's scale-and-permute multipliers."""
+ECHO_TOLERANCE = 1e-3
+"""A decrypted column within this (times ``1 + `` the largest distance) of one of the owner's own
+partial-distance columns is that column sent back: a masked value differs from it by the
+offset, uniform on ``[0, 2^36)``; the CKKS error on these values is about ``1e-6``."""
 
 
 @dataclass
@@ -97,6 +110,10 @@ class SegmentState:
     """This party's latest stats, as sealed to the peer."""
     perms: np.ndarray = None
     """The masker's permutations of the round, ``(running, n, k)``."""
+    sent: set = field(default_factory=set)
+    """Digests of every distance column this party encrypted in the run (refused if sent back)."""
+    awaiting: bool = False
+    """This party encrypted its distances for the round and has not decrypted the masked ones yet."""
     profile: tuple = None
     """(segment sizes, this party's profile means) of the kept restart."""
 
@@ -166,8 +183,10 @@ def encrypt_distances(party, msg):
     own = _partial_distances(state.features, state.centers[state.running])
     state.distances = dict(zip(state.running, own))
     groups, _, k = own.shape
-    reply["distances"] = ciphertext([state.he_key.encrypt(own[g, :, j]).to_bytes()
-                                     for g in range(groups) for j in range(k)])
+    columns = [state.he_key.encrypt(own[g, :, j]).to_bytes() for g in range(groups) for j in range(k)]
+    state.sent.update(_digest(c) for c in columns)
+    state.awaiting = True
+    reply["distances"] = ciphertext(columns)
     return Message(**reply)
 
 
@@ -197,6 +216,8 @@ def mask_distances(party, msg):
     k = state.options.k
     if inertia is not None:
         was_running = list(state.running)
+        if len(columns) != len(was_running) * k:
+            raise ProtocolError(f"expected {len(was_running) * k} encrypted distance columns, got {len(columns)}")
         _decide(state, own_stats, peer_stats)
         if not state.running:
             return Message(stop=control(_stop_reason(state)), **reply)
@@ -206,7 +227,7 @@ def mask_distances(party, msg):
     groups, n, _ = own.shape
     if len(columns) != groups * k:
         raise ProtocolError(f"expected {groups * k} encrypted distance columns, got {len(columns)}")
-    columns = [state.peer_he.load_vector(b) for b in columns]
+    columns = [_loaded(state.peer_he, b, n, 0, f"the {state.peer}'s distance column") for b in columns]
     scale = np.exp2(MASK_SCALE_OCTAVES * uniform(groups * n)).reshape(groups, n)
     offset = MASK_OFFSET_RANGE * uniform(groups * n).reshape(groups, n)
     perms = np.argsort(uniform(groups * n * k).reshape(groups, n, k), axis=2)
@@ -240,17 +261,61 @@ def argmin(party, msg):
     within that error of each other (a tie, resolved either way).
     """
     state = party.phase("segment")
+    if not state.awaiting:
+        raise ProtocolError("masked distances to decrypt, but this party encrypted none for this round: refused")
+    state.awaiting = False
     peer_stats = _open_stats(party, state, "segment.stats.masker", msg["stats"])
     if peer_stats["inertia"] is not None:
         _decide(state, state.own_stats, peer_stats)
-    key = state.he_key
-    groups, n, k = len(state.running), len(state.features), state.options.k
-    columns = msg["distances"]
-    if not groups or len(columns) != groups * k:
-        raise ProtocolError(f"expected {groups * k} masked distance columns, got {len(columns)}")
-    values = np.stack([key.decrypt(key.load_vector(b)) for b in columns]).reshape(groups, k, n)
+    values = _masked_columns(state, msg["distances"])
     positions = np.argmin(values, axis=1).astype(np.int16)  # (groups, n)
     return Message(positions=ciphertext(party.channel.seal(state.peer, "segment.positions", positions)))
+
+
+def _masked_columns(state, blobs):
+    """Decrypt the masker's columns, ``(groups, k, n)``, if they are what this round's masking makes.
+
+    Checked before decrypting: ``groups x k`` columns, ``groups`` the restarts this party
+    itself counts as running; each a packed vector of the ``n`` shared users, one
+    plaintext multiplication deep; none a ciphertext this party sent. After: no column
+    is one of this party's own partial-distance columns (sent back re-encrypted).
+
+    Raises
+    ------
+    ProtocolError
+        Naming what is wrong; nothing is decrypted when the count or a shape is.
+    """
+    key = state.he_key
+    groups, n, k = len(state.running), len(state.features), state.options.k
+    if not groups or len(blobs) != groups * k:
+        raise ProtocolError(f"expected {groups * k} masked distance columns ({groups} running restarts x k = {k}), "
+                            f"got {len(blobs)}: refused")
+    if any(_digest(b) in state.sent for b in blobs):
+        raise ProtocolError(f"the {state.peer} sent back distance columns this party encrypted: refused")
+    vectors = [_loaded(key, b, n, MASKED_DEPTH, "a masked distance column") for b in blobs]
+    values = np.stack([key.decrypt(v) for v in vectors]).reshape(groups, k, n)
+    for i, g in enumerate(state.running):
+        own = state.distances[g]  # (n, k)
+        tolerance = ECHO_TOLERANCE * (1.0 + np.abs(own).max(initial=0.0))
+        echoed = np.abs(values[i][:, None, :] - own.T[None, :, :]).max(axis=2) <= tolerance
+        if echoed.any():
+            raise ProtocolError(f"the {state.peer} sent this party's own partial distances back to be decrypted: "
+                                "refused")
+    return values
+
+
+def _loaded(context, blob, n, depth, what):
+    """A column loaded under ``context``: refused unless ``n`` values, packed, ``depth`` multiplications deep."""
+    vector = context.load_vector(blob)
+    if vector.size != n or vector.layout != "packed" or vector.depth != depth:
+        raise ProtocolError(f"{what} holds {vector.size} values ({vector.layout}, {vector.depth} multiplications), "
+                            f"not the {n} shared users' ({depth} multiplications): refused")
+    return vector
+
+
+def _digest(blob):
+    """A ciphertext's digest, to know it again."""
+    return hashlib.blake2b(blob, digest_size=16).digest()
 
 
 # --- 6. segment.profile ----------------------------------------------------------------------
