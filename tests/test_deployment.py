@@ -112,3 +112,32 @@ def test_a_party_whose_supernode_dies_mid_run_stops_the_run_naming_it_and_the_ru
     assert steps.count("psi.blind_own") == 4  # blinded once, before the failure; not again
     assert not (tmp_path / "out.checkpoint").exists()
     assert list(deployments.iterdir()) == [] and _processes_using(deployments) == []
+
+
+def test_a_command_with_relative_paths_runs_from_a_fresh_folder(tmp_path, deployments):
+    """The command as a user types it: relative input and output paths, from a folder of its own.
+
+    The SuperNodes and their ClientApp processes run in other working directories: every
+    path the user gave must reach them resolved against the user's folder, not theirs.
+    """
+    import shutil
+    import subprocess
+
+    executable = shutil.which("fedscore")
+    if executable is None:
+        pytest.skip("the fedscore command is not on PATH")
+    folder = tmp_path / "fresh"
+    folder.mkdir()
+    (folder / "brand.csv").write_text("email\n" + "".join(f"u{i}@x.com\n" for i in range(40)))
+    (folder / "media.csv").write_text("email\n" + "".join(f"U{i}@X.COM\n" for i in range(30, 90)))
+    env = dict(os.environ, TMPDIR=str(deployments), FLWR_TELEMETRY_ENABLED="0")
+    result = subprocess.run(
+        [executable, "psi", "--brand", "brand.csv", "--media", "media.csv",
+         "--id-column", "email", "--out", "out", "--deployment", "--timeout", "120"],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "10 matched" in result.stdout
+    assert (folder / "out" / "media" / "intersection.csv").read_text().count("\n") == 11
+    assert sorted(p.name for p in folder.iterdir()) == ["brand.csv", "media.csv", "out"]
+    assert list(deployments.iterdir()) == []
+    assert _processes_using(deployments) == []

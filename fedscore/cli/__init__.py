@@ -13,6 +13,7 @@ import click
 
 from ..errors import FedscoreError
 from ..kit.options import SURFACE
+from ..runtime import progress
 
 
 class _Group(click.Group):
@@ -58,6 +59,7 @@ def main(ctx, debug):
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.with_resource(progress.on_console())
 
 
 def engine_options(func):
@@ -114,8 +116,36 @@ def run_options(func):
     )(func)
 
 
+def label_dp_switch(func):
+    """``--no-label-dp``: the explicit opt-out of a job's label DP (``--label-dp-epsilon inf``)."""
+
+    command = func
+
+    @functools.wraps(command)
+    def switched(*args, no_label_dp=False, **kwargs):
+        if no_label_dp:
+            given = click.get_current_context().get_parameter_source("label_dp_epsilon")
+            if given == click.core.ParameterSource.COMMANDLINE:
+                raise click.UsageError("--no-label-dp and --label-dp-epsilon contradict each other: give one")
+            kwargs["label_dp_epsilon"] = "inf"
+        return command(*args, **kwargs)
+
+    return click.option(
+        "--no-label-dp", "no_label_dp", is_flag=True,
+        help="Turn label DP off (the same as --label-dp-epsilon inf). The media may then single out the label "
+             "of a user alone in a category or with an outlying value from what it receives: the report says so.",
+    )(switched)
+
+
 def chosen_engine(engine, deployment):
     return "deployment" if deployment else engine
+
+
+def interval_text(interval):
+    """``"(95 % 0.741-0.787)"`` for a reported interval, or an empty string when there is none."""
+    if not interval or any(value is None or value != value for value in interval):
+        return ""
+    return f"(95 % {interval[0]:.3f}-{interval[1]:.3f})"
 
 
 # Importing a command's module registers it on ``main``.

@@ -36,6 +36,7 @@ def demo(out_dir, small, phases, engine, deployment, overwrite):
     from rich.table import Table
 
     from ..demo import run_demo
+    from ..runtime import progress as steps
     from ..report.charts import human_bytes
 
     engine = chosen_engine(engine, deployment)
@@ -47,10 +48,15 @@ def demo(out_dir, small, phases, engine, deployment, overwrite):
         def progress(event, phase, info):
             if event == "start":
                 tasks[phase.name] = bars.add_task(phase.title, total=None, result="")
+                tasks["current"] = tasks[phase.name]
             elif event == "done":
                 bars.update(tasks[phase.name], total=1, completed=1, result=info.get("headline") or "done")
 
-        with warnings.catch_warnings():
+        def show_step(text):  # the step a phase is at, beside its bar
+            if "current" in tasks:
+                bars.update(tasks["current"], result=f"[dim]{text.split(': ', 1)[-1]}")
+
+        with warnings.catch_warnings(), steps.on_console(show=show_step):
             warnings.filterwarnings("ignore", message=RAY_GPU_NOTICE)
             result = run_demo(out_dir, engine=engine, small=small, overwrite=overwrite, phases=phases or None,
                               progress=progress)

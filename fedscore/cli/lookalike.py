@@ -6,7 +6,7 @@ import click
 
 from ..kit.options import click_options
 from ..protocols.lookalike.options import LookalikeOptions
-from . import chosen_engine, engine_options, main, run_options
+from . import chosen_engine, engine_options, interval_text, label_dp_switch, main, run_options
 
 
 @main.command("lookalike")
@@ -17,6 +17,7 @@ from . import chosen_engine, engine_options, main, run_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder: media/ (scores, audiences, model), brand/report.json, ledger.jsonl.")
 @click_options(LookalikeOptions)
+@label_dp_switch
 @engine_options
 @run_options
 def lookalike(seed_path, media_path, out, overwrite, engine, deployment, timeout, resume, **options):
@@ -34,5 +35,8 @@ def lookalike(seed_path, media_path, out, overwrite, engine, deployment, timeout
     report = result.report
     sizes = ", ".join(f"{a['size']}: recall {a['recall']:.2f}" for a in report["holdout"]["audiences"])
     click.echo(f"lookalike: {report['matched_seed']:,} of {report['seed_size']:,} seed IDs matched among "
-               f"{report['media_rows']:,} media users; held-out AUC {report['holdout']['auc']:.3f} ({sizes}) -> "
+               f"{report['media_rows']:,} media users; held-out AUC {report['holdout']['auc']:.3f} "
+               f"{interval_text(report['holdout'].get('auc_interval'))} ({sizes}) -> "
                f"{out / 'media'}, {out / 'brand' / 'report.json'}")
+    for text in report.get("warnings") or ():
+        click.secho(f"warning: {text}", fg="yellow", err=True)

@@ -6,7 +6,7 @@ import click
 
 from ..kit.options import click_options
 from ..protocols.propensity.options import PropensityOptions
-from . import chosen_engine, engine_options, main, run_options
+from . import chosen_engine, engine_options, interval_text, label_dp_switch, main, run_options
 
 
 @main.command("propensity")
@@ -17,6 +17,7 @@ from . import chosen_engine, engine_options, main, run_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder: brand/ (scores, top list, model, report), media/model.json, ledger.jsonl.")
 @click_options(PropensityOptions)
+@label_dp_switch
 @engine_options
 @run_options
 def propensity(brand_path, media_path, out, overwrite, engine, deployment, timeout, resume, **options):
@@ -35,9 +36,11 @@ def propensity(brand_path, media_path, out, overwrite, engine, deployment, timeo
     validation = report["validation"]
     click.echo(f"propensity: {report['matched_users']:,} matched users, {summary['epochs_run']} epochs "
                f"(best {summary['best_epoch'] + 1}); "
-               f"validation AUC {validation['auc']:.3f}, KS {validation['ks']:.3f}, lift@10% "
+               f"validation AUC {validation['auc']:.3f} {interval_text(validation.get('auc_interval'))}, KS {validation['ks']:.3f}, lift@10% "
                f"{validation['lift_at_10pct']:.2f}; {report['scored_users']:,} users scored -> "
                f"{out / 'brand' / 'scores.csv'}, {out / 'brand' / 'top.csv'}")
     if report.get("label_dp"):
         click.echo(f"label DP: epsilon {report['label_dp']['epsilon']:g}, delta {report['label_dp']['delta']:g}, "
                    f"noise std {report['label_dp']['noise_std']:.3g} on the label aggregate")
+    for text in report.get("warnings") or ():
+        click.secho(f"warning: {text}", fg="yellow", err=True)

@@ -13,6 +13,7 @@ import math
 import re
 from pathlib import Path
 
+from .. import metrics
 from .._version import __version__
 from ..ledger import COORDINATOR
 from . import charts, sections
@@ -49,13 +50,14 @@ th{color:#5a6573;font-weight:600;font-size:13px}td.num,th.num{text-align:right;p
 .figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:14px;align-items:start}
 .figs figure{margin:0}.figs .wide{grid-column:1/-1}img{max-width:100%;height:auto;border:1px solid #eef0f3}
 figcaption{font-size:12px;color:#5a6573}.note{color:#5a6573;font-size:14px;margin:2px 0 8px}
+.warn{color:#7a4b00;background:#fff5e0;border-left:3px solid #e0a030;font-size:14px;padding:4px 10px;margin:4px 0 8px}
 .kpis{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0}.kpi{border:1px solid #dde3ea;border-radius:6px;
 padding:8px 14px;min-width:120px}.kpi b{display:block;font-size:22px}.kpi span{font-size:12px;color:#5a6573}
 .learned{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:12px}
 .learned div{border:1px solid #dde3ea;border-radius:6px;padding:8px 14px}.learned h3{margin-top:4px}
 .learned ul{padding-left:18px;margin:4px 0}footer{margin-top:36px;font-size:12px;color:#5a6573}
 code{font-size:12px;background:#f1f3f6;padding:0 3px;border-radius:3px}
-td.num,td.nowrap{white-space:nowrap}td.small{font-size:12px;color:#3d4753}
+td.num,td.nowrap{white-space:nowrap}td.interval{text-align:right;padding-left:12px;white-space:pre}td.small{font-size:12px;color:#3d4753}
 tr.group th{padding-top:14px;color:#1d2530;font-size:14px}details{margin-top:24px}summary{cursor:pointer;color:#1f5fa8;font-size:14px}
 """
 
@@ -255,10 +257,21 @@ def _scoring(section, index, page):
     out = [f"<h3>{_e(name)}{_badge(section)}</h3>"]
     if section.get("note"):
         out.append(f"<p class='note'>{_e(section['note'])}</p>")
+    positives, rows_scored = section.get("positives"), section.get("rows")
+    counted = isinstance(positives, int) and isinstance(rows_scored, int)
+    out += [f"<p class='warn'>{_e(text[0].upper() + text[1:])}.</p>" for text in metrics.reliability_warnings(
+        positives if counted else None, section.get("lift_at_10pct"), "these figures")]
     models = [dict(section, label=section.get("label") or name)] + list(section.get("compare") or ())
-    columns = [(k, h) for k, h in (("auc", "AUC"), ("ks", "KS"), ("lift_at_10pct", "lift in top 10 %"))
-               if any(_finite(m.get(k)) for m in models)]
-    rows = [[model.get("label", "")] + [_fmt(model.get(k), "×" if k.startswith("lift") else "") for k, _ in columns]
+    columns = [(k, h) for k, h in (("auc", "AUC (95 % interval)" if counted else "AUC"), ("ks", "KS"),
+                                   ("lift_at_10pct", "lift in top 10 %")) if any(_finite(m.get(k)) for m in models)]
+
+    def cell(model, key):
+        if key == "auc" and counted and _finite(model.get("auc")):
+            low, high = metrics.auc_interval(model["auc"], positives, rows_scored - positives)
+            return f"{model['auc']:.3f} ({low:.3f}–{high:.3f})"
+        return _fmt(model.get(key), "×" if key.startswith("lift") else "")
+
+    rows = [[model.get("label", "")] + [cell(model, k) for k, _ in columns]
             for model in models if any(_finite(model.get(k)) for k, _ in columns)]
     if rows:
         out.append(_table(["model"] + [h for _, h in columns], rows, num_cols=set(range(1, len(columns) + 1))))
@@ -272,7 +285,7 @@ def _scoring(section, index, page):
     base_rate = None
     if section.get("rows") and section.get("positives") is not None:
         base_rate = section["positives"] / section["rows"]
-    rows_scored = section.get("rows") if isinstance(section.get("rows"), int) else None
+    rows_scored = rows_scored if isinstance(rows_scored, int) else None
     figures = []
     if curves:
         figures.append(page.figure(f"gain-{index}.png",
@@ -292,14 +305,42 @@ def _scoring(section, index, page):
     if audiences:
         figures.append(f"<div><h3>Audiences of {_e(population)}</h3>" + _table(
             [f"top of the {population}", f"{population} in it", "precision", "recall", "lift"],
-            [[_audience_size(a.get("size")), _fmt(a.get("count")), _pct(a.get("precision")), _pct(a.get("recall")),
-              _fmt(a.get("lift"), "×")] for a in audiences],
-            num_cols={1, 2, 3, 4}) + "<p class='note'>Precision: share of the audience that is positive. "
+            [[_audience_size(a.get("size")), _fmt(a.get("count")), *_audience_figures(a, base_rate, positives)]
+             for a in audiences],
+            num_cols={1, 2, 3, 4}, classes={2: "interval", 3: "interval", 4: "interval"}) + "<p class='note'>Precision: share of the audience that is positive. "
             "Recall: share of all positives that the audience reaches. Lift: precision over the overall "
-            f"positive rate. Every count here is of {_e(population)}.</p></div>")
+            f"positive rate. Every count here is of {_e(population)}; in brackets, 95 % intervals (Wilson's, "
+            "from the counts).</p></div>")
     if figures:
         out.append("<div class='figs'>" + "".join(figures) + "</div>")
     return "\n".join(out)
+
+
+def _audience_figures(audience, base_rate, positives):
+    """Precision, recall and lift of one audience row, each with its 95 % interval where the counts allow."""
+    precision, recall, lift, count = (audience.get(k) for k in ("precision", "recall", "lift", "count"))
+    if not (isinstance(count, int) and _finite(precision)):
+        return [_pct(precision), _pct(recall), _fmt(lift, "×")]
+    hits = round(precision * count)
+    low, high = metrics.proportion_interval(hits, count)
+    figures = [f"{_pct(precision)}\n{_span(100 * low, 100 * high, ' %')}"]
+    if isinstance(positives, int) and positives > 0 and _finite(recall):
+        low, high = metrics.proportion_interval(hits, positives)
+        figures.append(f"{_pct(recall)}\n{_span(100 * low, 100 * high, ' %')}")
+    else:
+        figures.append(_pct(recall))
+    if base_rate and _finite(lift):
+        low, high = metrics.lift_interval(hits, count, base_rate)
+        figures.append(f"{_fmt(lift, '×')}\n{_span(low, high, '×')}")
+    else:
+        figures.append(_fmt(lift, "×"))
+    return figures
+
+
+def _span(low, high, unit):
+    """A 95 % interval in few characters, for under its figure: ``(21–100 %)``, ``(0.65–3.2×)``."""
+    digits = 0 if unit == " %" else 2
+    return f"({low:.{digits}f}–{high:.{digits}f}{unit})"
 
 
 def _personas(section, index, page):
@@ -431,7 +472,7 @@ def _badge(section):
 
 def _table(header, rows, num_cols=(), classes=None):
     def cls(i):
-        name = "num" if i in num_cols else (classes or {}).get(i)
+        name = (classes or {}).get(i) or ("num" if i in num_cols else None)
         return f" class={name}" if name else ""
 
     head = "".join(f"<th{' class=num' if i in num_cols else ''}>{_e(h)}</th>" for i, h in enumerate(header))

@@ -54,6 +54,8 @@ class Coordinator:
     job : str, optional
         The job the run runs: sent with every request, and bound by the parties into
         their sealed channel like the run id.
+    progress : fedscore.runtime.progress.ConsoleProgress, optional
+        Told each exchange and each pass of a protocol's loop, to show on the console.
 
     Attributes
     ----------
@@ -65,13 +67,14 @@ class Coordinator:
         sequence number and the reason (its error or the timeout).
     """
 
-    def __init__(self, transport, ledger, run_id=None, timeout=600.0, journal=None, job=None):
+    def __init__(self, transport, ledger, run_id=None, timeout=600.0, journal=None, job=None, progress=None):
         self.transport = transport
         self.ledger = ledger
         self.run_id = run_id or uuid.uuid4().hex
         self.timeout = timeout
         self.journal = journal
         self.job = job or ""
+        self.progress = progress
         # The coordinator's own random choices (initial centroid rows, a shared seed) are
         # public parameters it sends to the parties; drawing them from the run id makes a
         # resumed run, which has the same id, make the same choices again.
@@ -82,6 +85,11 @@ class Coordinator:
     @property
     def roles(self):
         return list(self.transport.roles)
+
+    def advance(self, what, done, total):
+        """A protocol's loop begins pass ``done`` of at most ``total`` ("epoch", 3, 20): for the console only."""
+        if self.progress is not None:
+            self.progress.advance(what, done, total)
 
     def call(self, role, step, message=None):
         """Ask one party to run ``step`` on ``message``; return its reply."""
@@ -98,6 +106,8 @@ class Coordinator:
             result instead of stopping the run, and is recorded in :attr:`dropouts`
             (protocols that tolerate dropouts decide themselves whether enough answered).
         """
+        if self.progress is not None:
+            self.progress.step([step for step, _ in requests.values()])
         outgoing = []
         for role, (step, message) in requests.items():
             encoded, payloads = (message or Message()).encode()

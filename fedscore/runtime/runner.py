@@ -27,7 +27,7 @@ from ..kit.identity import parse_fingerprints
 from ..ledger import Ledger
 from ..output import staged_output
 from ..protocols import drive, options_of
-from . import checkpoint
+from . import checkpoint, progress
 from .checkpoint import Journal
 from .coordinator import Coordinator
 from .local import LocalTransport
@@ -205,10 +205,12 @@ def _run_engine(engine, job, options, party_configs, ledger_path, run_id, timeou
 
 
 def _run_local(job, options, party_configs, ledger_path, run_id, timeout, folder):
-    ledger = Ledger(ledger_path, run_id=run_id)
+    ledger, display = Ledger(ledger_path, run_id=run_id), progress.for_run(job)
     try:
         coordinator = Coordinator(LocalTransport(party_configs), ledger, run_id=run_id, timeout=timeout,
-                                  journal=Journal(folder, run_id), job=job)
+                                  journal=Journal(folder, run_id), job=job, progress=display)
         return drive(coordinator, job, options)
     finally:
         ledger.close()
+        if display is not None:
+            display.close()

@@ -96,6 +96,7 @@ def run(coordinator, options):
     iteration_times = []
     while True:
         t0 = time.perf_counter()
+        coordinator.advance("iteration", len(iteration_times) + 1, options.max_iter + 1)
         sums = coordinator.exchange({role: ("horizontal_kmeans.cluster_sums", Message(
             aggregate=ciphertext(total), phase=control(phase))) for role in roles})
         verdicts = {bool(sums[role]["converged"]) for role in roles}

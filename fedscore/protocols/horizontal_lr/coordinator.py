@@ -95,6 +95,7 @@ def run(coordinator, options):
     model_sum = None
     participation = []
     for round_ in range(1, options.rounds + 1):
+        coordinator.advance("round", round_, options.rounds)
         requests = {}
         for role in roles:
             fields = {"round": control(round_)}

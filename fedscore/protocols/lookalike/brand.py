@@ -19,6 +19,7 @@ from ... import dp
 from ...errors import ProtocolError
 from ...he import create_context
 from ...kit.release import Expected, KeyOwner
+from ...metrics import auc_interval, proportion_interval, reliability_warnings
 from ...wire import Message, ciphertext, public
 from ..psi.party import BrandFlags
 from ..vertical_lr import (
@@ -199,13 +200,16 @@ def evaluate(party, msg):
             "size": size.label, "holdout_count": count, "seed_members_found": hits,
             "recall": hits / positives if positives > 0 else float("nan"),
             "precision": hits / count,
+            "precision_interval": list(proportion_interval(hits, count)),
+            "recall_interval": list(proportion_interval(hits, int(positives))),
         })
     label_frequency = best["score_sum"] / positives if positives > 0 else float("nan")
     report = {
         "seed_size": state.seed_size,
         "matched_seed": state.matched,
         "media_rows": state.rows,
-        "holdout": {"rows": n, "seed_members": int(positives), "auc": best["auc"], "audiences": audiences},
+        "holdout": {"rows": n, "seed_members": int(positives), "auc": best["auc"],
+                    "auc_interval": list(auc_interval(best["auc"], positives, negatives)), "audiences": audiences},
         "model_selection": [{"l2": r["l2"], "holdout_auc": r["auc"]} for r in results],
         "chosen_l2": best["l2"],
         "positive_unlabelled": {
@@ -217,6 +221,7 @@ def evaluate(party, msg):
         "label_dp": state.dp,
         "notes": "Held-out figures count seed members only: unlabelled users who are like the seed count as "
                  "misses, so precision is a lower bound.",
+        "warnings": reliability_warnings(int(positives), None, "the held-out figures"),
     }
     (party.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return Message(choice=ciphertext(seal_values(party, np.array([choice]), EVALUATE)))

@@ -74,6 +74,7 @@ def run(coordinator, options):
     while True:
         t0 = time.perf_counter()
         rounds += 1
+        coordinator.advance("round", rounds, options.max_iter + 1)
         fields = {"distances": ciphertext(reply["distances"]), "stats": ciphertext(reply["stats"])}
         if "labels" in reply:
             fields["labels"] = ciphertext(reply["labels"])
