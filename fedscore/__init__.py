@@ -11,6 +11,7 @@ The public API mirrors the command line, one function per command:
 ``fedscore lookalike``                      :func:`lookalike`
 ``fedscore propensity``                     :func:`propensity`
 ``fedscore segment``                        :func:`segment`
+``fedscore segment --model DIR``            :func:`segment_assign`
 ``fedscore horizontal kmeans``              :func:`horizontal_kmeans`
 ``fedscore horizontal lr``                  :func:`horizontal_lr`
 ``fedscore score``                          :func:`score`
@@ -38,6 +39,7 @@ _PUBLIC = {
     "lookalike": "fedscore.api.lookalike",
     "propensity": "fedscore.api.propensity",
     "segment": "fedscore.api.segment",
+    "segment_assign": "fedscore.api.segment",
     "horizontal_kmeans": "fedscore.api.horizontal_kmeans",
     "horizontal_lr": "fedscore.api.horizontal_lr",
     "score": ("fedscore.kit.model", "score_file"),

@@ -39,6 +39,8 @@ JOBS = {
                       "propensity.md"),
     "segment": Job(f"{_PKG}.segment.coordinator:run", f"{_PKG}.segment.options:SegmentOptions",
                    "segment_vertical.md"),
+    "segment_assign": Job(f"{_PKG}.segment_assign.coordinator:run",
+                          f"{_PKG}.segment_assign.options:SegmentAssignOptions", "segment_vertical.md"),
     "horizontal_kmeans": Job(f"{_PKG}.horizontal_kmeans.coordinator:run",
                              f"{_PKG}.horizontal_kmeans.options:HorizontalKMeansOptions", "segment_horizontal.md"),
     "horizontal_lr": Job(f"{_PKG}.horizontal_lr.coordinator:run",
@@ -85,6 +87,13 @@ STEPS = {
     "segment.argmin": {ANY_PARTY: f"{_PKG}.segment.party:argmin"},
     "segment.profile": {ANY_PARTY: f"{_PKG}.segment.party:profile"},
     "segment.write_profiles": {ANY_PARTY: f"{_PKG}.segment.party:write_profiles"},
+
+    "segment_assign.setup": {ANY_PARTY: f"{_PKG}.segment_assign.party:setup"},
+    "segment_assign.encrypt_distances": {ANY_PARTY: f"{_PKG}.segment_assign.party:encrypt_distances"},
+    "segment_assign.mask_distances": {ANY_PARTY: f"{_PKG}.segment_assign.party:mask_distances"},
+    "segment_assign.argmin": {ANY_PARTY: f"{_PKG}.segment_assign.party:argmin"},
+    "segment_assign.unmask": {ANY_PARTY: f"{_PKG}.segment_assign.party:unmask"},
+    "segment_assign.write_segments": {ANY_PARTY: f"{_PKG}.segment_assign.party:write_segments"},
 
     "horizontal_kmeans.setup": {ANY_PARTY: f"{_PKG}.horizontal_kmeans.party:setup"},
     "horizontal_kmeans.make_key": {ANY_PARTY: f"{_PKG}.horizontal_kmeans.party:make_key"},

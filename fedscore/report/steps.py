@@ -47,6 +47,13 @@ STEP_WORDS = {
     "segment.argmin": "persona rounds: each person's nearest persona, found under encryption",
     "segment.profile": "persona profiles",
     "segment.write_profiles": "persona profiles",
+    # protocols/segment_vertical.md, "Assigning new users with a trained model"
+    "segment_assign.setup": "set-up: each party's half of the trained model",
+    "segment_assign.encrypt_distances": "each new person's nearest persona, found under encryption",
+    "segment_assign.mask_distances": "each new person's nearest persona, found under encryption",
+    "segment_assign.argmin": "each new person's nearest persona, found under encryption",
+    "segment_assign.unmask": "each new person's persona",
+    "segment_assign.write_segments": "each new person's persona",
     # protocols/segment_horizontal.md
     "horizontal_kmeans.setup": "set-up: columns, sizes and keys",
     "horizontal_kmeans.make_key": "set-up: columns, sizes and keys",
@@ -78,6 +85,10 @@ RELEASED = {
     # protocols/segment_vertical.md
     ("segment.encrypt_distances", "positions"): "each shared person's persona after the round",
     ("segment.write_profiles", "profile"): "the other party's averages per released persona",
+    ("segment_assign.encrypt_distances", "model"): "the other party's model id: whether its half is of the same model",
+    ("segment_assign.mask_distances", "model"): "the other party's model id: whether its half is of the same model",
+    ("segment_assign.unmask", "positions"): "each new shared person's persona",
+    ("segment_assign.write_segments", "segments"): "each new shared person's persona",
     # protocols/segment_horizontal.md
     ("horizontal_kmeans.local_centers", "stats"): "pooled column statistics",
     ("horizontal_kmeans.cluster_sums", "aggregate"): "pooled sums and counts per persona",

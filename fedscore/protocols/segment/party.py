@@ -24,6 +24,10 @@ The key owner decides what it decrypts (:func:`_masked_columns`): once per round
 which it encrypted its distances, exactly the columns of the restarts it itself counts
 as running, each of ``n`` values and one plaintext multiplication deep, none of them a
 ciphertext it sent or, once decrypted, its own partial distances.
+
+The kernels :func:`partial_distances`, :func:`mask_columns`, :func:`decrypt_masked` and
+:func:`unpermute` also run the one round of assigning new users to a trained model
+(:mod:`fedscore.protocols.segment_assign`).
 """
 
 import hashlib
@@ -180,11 +184,11 @@ def encrypt_distances(party, msg):
         reply["labels"] = ciphertext(party.channel.seal(state.peer, "segment.labels", labels))
     reply["stats"] = ciphertext(party.channel.seal(state.peer, "segment.stats.owner",
                                                    _own_stats(state, inertia, shift)))
-    own = _partial_distances(state.features, state.centers[state.running])
+    own = partial_distances(state.features, state.centers[state.running])
     state.distances = dict(zip(state.running, own))
     groups, _, k = own.shape
     columns = [state.he_key.encrypt(own[g, :, j]).to_bytes() for g in range(groups) for j in range(k)]
-    state.sent.update(_digest(c) for c in columns)
+    state.sent.update(digest(c) for c in columns)
     state.awaiting = True
     reply["distances"] = ciphertext(columns)
     return Message(**reply)
@@ -222,12 +226,37 @@ def mask_distances(party, msg):
         if not state.running:
             return Message(stop=control(_stop_reason(state)), **reply)
         columns = [columns[i * k + j] for i, g in enumerate(was_running) if g in state.running for j in range(k)]
-    own = _partial_distances(state.features, state.centers[state.running])
+    own = partial_distances(state.features, state.centers[state.running])
     state.distances = dict(zip(state.running, own))
-    groups, n, _ = own.shape
+    groups = len(own)
     if len(columns) != groups * k:
         raise ProtocolError(f"expected {groups * k} encrypted distance columns, got {len(columns)}")
-    columns = [_loaded(state.peer_he, b, n, 0, f"the {state.peer}'s distance column") for b in columns]
+    masked, state.perms = mask_columns(state.peer_he, columns, own, f"the {state.peer}'s distance column")
+    reply["distances"] = ciphertext(masked)
+    return Message(**reply)
+
+
+def mask_columns(context, blobs, own, what):
+    """The masker's kernel: add its partial distances to the owner's, then scale, offset and permute each row.
+
+    Parameters
+    ----------
+    context : the owner's public CKKS context
+    blobs : list of bytes
+        The owner's encrypted partial distances, ``groups x k`` columns of ``n`` users.
+    own : numpy.ndarray, shape (groups, n, k)
+        The masker's partial distances.
+    what : str
+        Names a column in errors.
+
+    Returns
+    -------
+    (list of bytes, numpy.ndarray)
+        The masked columns (``[[a_i * d[i, perm_i[j]] + o_i]]``) and the permutations,
+        ``(groups, n, k)``, that :func:`unpermute` reads the owner's argmin through.
+    """
+    groups, n, k = own.shape
+    columns = [_loaded(context, b, n, 0, what) for b in blobs]
     scale = np.exp2(MASK_SCALE_OCTAVES * uniform(groups * n)).reshape(groups, n)
     offset = MASK_OFFSET_RANGE * uniform(groups * n).reshape(groups, n)
     perms = np.argsort(uniform(groups * n * k).reshape(groups, n, k), axis=2)
@@ -243,9 +272,7 @@ def mask_distances(party, msg):
                 term = joint[l] * np.where(picks, scale[g], 0.0)
                 total = term if total is None else total + term
             masked.append((total + offset[g]).to_bytes())
-    state.perms = perms
-    reply["distances"] = ciphertext(masked)
-    return Message(**reply)
+    return masked, perms
 
 
 # --- 5. segment.argmin (key owner) -----------------------------------------------------------
@@ -285,21 +312,32 @@ def _masked_columns(state, blobs):
     ProtocolError
         Naming what is wrong; nothing is decrypted when the count or a shape is.
     """
-    key = state.he_key
-    groups, n, k = len(state.running), len(state.features), state.options.k
+    return decrypt_masked(state.he_key, blobs, [state.distances[g] for g in state.running], sent=state.sent,
+                          peer=state.peer, groups_are="running restarts")
+
+
+def decrypt_masked(key, blobs, own, *, sent, peer, groups_are):
+    """The key owner's kernel: check the masker's columns, decrypt them, check them again.
+
+    ``own`` holds this party's partial distances ``(n, k)`` of each group (restart) it
+    encrypted, ``sent`` the digests of every column it encrypted in the run; ``groups_are``
+    names the groups in errors. Returns the decrypted values, ``(groups, k, n)``; the
+    checks are :func:`_masked_columns`'s.
+    """
+    groups = len(own)
+    n, k = own[0].shape if groups else (0, 0)
     if not groups or len(blobs) != groups * k:
-        raise ProtocolError(f"expected {groups * k} masked distance columns ({groups} running restarts x k = {k}), "
+        raise ProtocolError(f"expected {groups * k} masked distance columns ({groups} {groups_are} x k = {k}), "
                             f"got {len(blobs)}: refused")
-    if any(_digest(b) in state.sent for b in blobs):
-        raise ProtocolError(f"the {state.peer} sent back distance columns this party encrypted: refused")
+    if any(digest(b) in sent for b in blobs):
+        raise ProtocolError(f"the {peer} sent back distance columns this party encrypted: refused")
     vectors = [_loaded(key, b, n, MASKED_DEPTH, "a masked distance column") for b in blobs]
     values = np.stack([key.decrypt(v) for v in vectors]).reshape(groups, k, n)
-    for i, g in enumerate(state.running):
-        own = state.distances[g]  # (n, k)
-        tolerance = ECHO_TOLERANCE * (1.0 + np.abs(own).max(initial=0.0))
-        echoed = np.abs(values[i][:, None, :] - own.T[None, :, :]).max(axis=2) <= tolerance
+    for i, distances in enumerate(own):  # (n, k)
+        tolerance = ECHO_TOLERANCE * (1.0 + np.abs(distances).max(initial=0.0))
+        echoed = np.abs(values[i][:, None, :] - distances.T[None, :, :]).max(axis=2) <= tolerance
         if echoed.any():
-            raise ProtocolError(f"the {state.peer} sent this party's own partial distances back to be decrypted: "
+            raise ProtocolError(f"the {peer} sent this party's own partial distances back to be decrypted: "
                                 "refused")
     return values
 
@@ -313,7 +351,7 @@ def _loaded(context, blob, n, depth, what):
     return vector
 
 
-def _digest(blob):
+def digest(blob):
     """A ciphertext's digest, to know it again."""
     return hashlib.blake2b(blob, digest_size=16).digest()
 
@@ -346,7 +384,7 @@ def profile(party, msg):
     own_centers.to_csv(party.out / "centers.csv", index=False)
     training = {"restart": int(kept), "init_rows": [int(r) for r in state.init_rows[kept]], "n_iter": int(n_iter),
                 "converged": bool(converged), "inertia": float(state.inertia[kept]), "k": k,
-                "shared_users": len(state.ids)}
+                "shared_users": len(state.ids), "run_id": party.run_id}  # both halves: the model's identity
     ModelFile(kind="segment", party=party.role, encoder=state.encoder, centers=centers,
               training=training).save(party.out / "model.json")
 
@@ -390,7 +428,7 @@ def write_profiles(party, msg):
 
 # --- plaintext work on this party's own data ---------------------------------------------------
 
-def _partial_distances(features, centers):
+def partial_distances(features, centers):
     """Squared distances over this party's columns: ``(groups, users, k)``."""
     squared = np.einsum("nd,nd->n", features, features)
     cross = np.einsum("nd,gkd->gnk", features, centers)
@@ -513,9 +551,12 @@ def _checked_labels(state, labels):
 
 def _unpermute(party, state, sealed_positions):
     """The assignment: the owner's argmin positions read through this party's permutations."""
-    positions = party.channel.open(state.peer, "segment.positions", sealed_positions)
+    return unpermute(state.perms, party.channel.open(state.peer, "segment.positions", sealed_positions))
+
+
+def unpermute(perms, positions):
+    """The masker's kernel: the owner's argmin positions ``(groups, n)`` read through its permutations."""
     positions = np.asarray(positions, dtype=np.int64)
-    perms = state.perms
     if positions.shape != perms.shape[:2]:
         raise ProtocolError(f"argmin positions of shape {positions.shape} do not match {perms.shape[:2]}")
     if positions.min() < 0 or positions.max() >= perms.shape[2]:
