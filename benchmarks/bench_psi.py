@@ -6,7 +6,9 @@ this script, median of 3:
 
 - fedscore: the ``psi`` job on the local engine (both parties in one process, taking
   turns; every message encoded and recorded in the ledger as over Flower), CSV in,
-  result files out, in mode ``both`` and mode ``labelled``;
+  result files out, in mode ``both`` and mode ``labelled``; on the X25519 engine it
+  picks here (IPP-Crypto's multi-buffer X25519 where the CPU has AVX-512 IFMA) and on
+  the libsodium fallback (``FEDSCORE_X25519_ENGINE=libsodium``), one run per size;
 - SecretFlow (``spu`` from PyPI, ``spu.psi.psi_execute``): two processes, one per party,
   linked by SecretFlow's own brpc link on loopback, CSV in, aligned CSV out: ECDH on
   Curve25519 with both parties learning the result (fedscore's ``both``) and with the
@@ -42,6 +44,8 @@ from _common import parse_args, peak_mib, write_results
 OVERLAP = 0.5  # half of each party's IDs are the other's
 SIZES = ((100_000, 3), (1_000_000, 3))  # (IDs per party, runs)
 SMOKE_SIZES = ((200, 1),)
+FALLBACK_RUNS = {100_000: 1, 1_000_000: 1, 200: 1}  # runs of fedscore on the libsodium fallback, by size
+FEDSCORE, FALLBACK = "fedscore", "fedscore, libsodium fallback"
 TARGET_IDS = 1_000_000
 TARGET_RATIO = 1.5  # BRIEF.md, "Targets": fedscore CPU s / SecretFlow ECDH CPU s at 1M x 1M
 MODES = ("both", "labelled")
@@ -55,7 +59,12 @@ SECRETFLOW_RUNS = (  # (name in the table, protocol, curve, receiver only, fedsc
     ("SecretFlow RR22", "RR22", "", False, "both"),
 )
 INSTALL_TIMEOUT_SECONDS = 3600
-RUN_TIMEOUT_SECONDS = 3600
+SECRETFLOW_ATTEMPTS = 3  # a SecretFlow run that hangs (its link, now and then, under load) is stopped and rerun
+
+
+def secretflow_timeout(n):
+    """Seconds after which a SecretFlow run of ``n`` x ``n`` IDs counts as hung (about 10x its time here)."""
+    return 60 + n / 2_000
 RESULT_PREFIX = "RESULT "
 
 
@@ -87,27 +96,40 @@ def make_tables(n, folder, seed=0):
 
 # --- one timed run: processes started, waited for, their rusage summed ---------------------------
 
-def timed_processes(commands, folder):
-    """Start ``commands`` at once; return (wall s, CPU s of all, each one's ``RESULT`` dict)."""
+def timed_processes(commands, folder, env=None, timeout=None):
+    """Start ``commands`` at once; return (wall s, CPU s of all, each one's ``RESULT`` dict).
+
+    Each process is reaped with ``wait4`` (its rusage is its CPU time), polled every 20 ms.
+    With ``timeout``, the processes still running that many seconds after the start are
+    killed and :class:`TimeoutError` is raised.
+    """
     started, processes = time.perf_counter(), []
     for i, command in enumerate(commands):
         stdout = open(folder / f"process{i}.out", "w")
         stderr = open(folder / f"process{i}.err", "w")
-        processes.append((subprocess.Popen(command, stdout=stdout, stderr=stderr), stdout, stderr))
-    cpu, wall, failed = 0.0, 0.0, []
-    for i, (process, stdout, stderr) in enumerate(processes):
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        except ChildProcessError:  # pragma: no cover - reaped elsewhere
-            status, usage = 0, None
-        wall = max(wall, time.perf_counter() - started)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        stdout.close(), stderr.close()
-        if usage is not None:
+        processes.append((subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env), stdout, stderr))
+    cpu, wall, failed, pending = 0.0, 0.0, [], dict(enumerate(processes))
+    while pending:
+        for i, (process, stdout, stderr) in list(pending.items()):
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if not pid:
+                continue
+            del pending[i]
+            wall = max(wall, time.perf_counter() - started)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            stdout.close(), stderr.close()
             cpu += usage.ru_utime + usage.ru_stime
-        if process.returncode:
-            failed.append(f"{' '.join(map(str, commands[i][:4]))}... exited {process.returncode}: "
-                          f"{(folder / f'process{i}.err').read_text()[-1500:]}")
+            if process.returncode:
+                failed.append(f"{' '.join(map(str, commands[i][:4]))}... exited {process.returncode}: "
+                              f"{(folder / f'process{i}.err').read_text()[-1500:]}")
+        if pending and timeout is not None and time.perf_counter() - started > timeout:
+            for process, stdout, stderr in pending.values():
+                process.kill()
+                process.wait()
+                stdout.close(), stderr.close()
+            raise TimeoutError(f"still running after {timeout:.0f} s")
+        if pending:
+            time.sleep(0.02)
     if failed:
         raise RuntimeError("; ".join(failed))
     results = []
@@ -118,28 +140,54 @@ def timed_processes(commands, folder):
     return wall, cpu, results
 
 
-def fedscore_run(mode, paths, folder):
-    """Child process: the ``psi`` job in this process; prints the ``RESULT`` line."""
+def run_psi_once(paths, out, mode="both"):
+    """The ``psi`` job on the local engine, in this process, on the tables of :func:`make_tables`.
+
+    Returns
+    -------
+    summary : dict
+        The job's summary.
+    steps : dict
+        Wall seconds of each round trip, from the ledger's first to last entry of the step.
+    cpu : float
+        CPU seconds (user + system) of this process during the job.
+    """
     from fedscore.ledger import read_ledger
     from fedscore.runtime.runner import run_job
 
-    out = Path(folder) / f"out-{mode}"
+    start = os.times()
     summary = run_job("psi", {"mode": mode, "id_column": "email"}, {role: {"data": str(p)} for role, p in paths.items()},
                       out, engine="local", overwrite=True)
+    end = os.times()
+    spans = {}
+    for entry in read_ledger(Path(out) / "ledger.jsonl"):
+        first, last = spans.get(entry["step"], (entry["time"], entry["time"]))
+        spans[entry["step"]] = (min(first, entry["time"]), max(last, entry["time"]))
+    steps = {step: round(last - first, 2) for step, (first, last) in spans.items()}
+    return summary, steps, (end.user - start.user) + (end.system - start.system)
+
+
+def fedscore_run(mode, paths, folder):
+    """Child process: the ``psi`` job in this process; prints the ``RESULT`` line."""
+    out = Path(folder) / f"out-{mode}"
+    summary, steps, cpu = run_psi_once(paths, out, mode)
     report = json.loads((out / "brand" / "psi_report.json").read_text())
-    steps = {}
-    for entry in read_ledger(out / "ledger.jsonl"):
-        first, last = steps.get(entry["step"], (entry["time"], entry["time"]))
-        steps[entry["step"]] = (min(first, entry["time"]), max(last, entry["time"]))
     print(RESULT_PREFIX + json.dumps({
-        "matched": report.get("intersection", report.get("matched")), "summary": summary,
-        "steps": {step: round(last - first, 2) for step, (first, last) in steps.items()},
-        "peak_mib": round(peak_mib(), 1)}), flush=True)
+        "matched": report.get("intersection", report.get("matched")), "summary": summary, "steps": steps,
+        "job_cpu_s": round(cpu, 2), "engine": report.get("x25519_engine"), "peak_mib": round(peak_mib(), 1)}),
+        flush=True)
 
 
-def measure_fedscore(mode, folder, runs):
+def measure_fedscore(mode, folder, runs, fallback=False):
+    """``runs`` runs of the ``psi`` job, each in a fresh process; on the libsodium engine when ``fallback``."""
+    from fedscore.protocols.psi.engine import ENGINE_VARIABLE
+
     command = [sys.executable, str(Path(__file__).resolve()), "--fedscore-run", mode, str(folder)]
-    return [(os.getloadavg()[0], *timed_processes([command], folder)) for _ in range(runs)]
+    env = dict(os.environ)
+    env.pop(ENGINE_VARIABLE, None)
+    if fallback:
+        env[ENGINE_VARIABLE] = "libsodium"
+    return [(os.getloadavg()[0], *timed_processes([command], folder, env)) for _ in range(runs)]
 
 
 def free_port():
@@ -148,20 +196,36 @@ def free_port():
         return s.getsockname()[1]
 
 
-def measure_secretflow(python, protocol, curve, receiver_only, folder, runs):
+def measure_secretflow(python, protocol, curve, receiver_only, folder, runs, n, notes):
     results = []
     for _ in range(runs):
-        ports = [str(free_port()), str(free_port())]
-        commands = [[str(python), str(SECRETFLOW_PARTY), str(rank), protocol, curve or "CURVE_25519",
-                     "1" if receiver_only else "0", str(folder / f"sf_{role}.csv"),
-                     str(folder / f"sf_{role}_out.csv"), *ports]
-                    for rank, role in enumerate(("brand", "media"))]
-        started = time.time()
-        results.append((os.getloadavg()[0], *timed_processes(commands, folder)))
+        for attempt in range(1, SECRETFLOW_ATTEMPTS + 1):
+            try:
+                results.append(secretflow_run(python, protocol, curve, receiver_only, folder, n))
+                break
+            except TimeoutError as error:
+                notes.append(f"{n:,} x {n:,} SecretFlow {protocol}{' receiver only' if receiver_only else ''}: "
+                             f"a run hung and was stopped and rerun ({error}).")
+                print(notes[-1], flush=True)
+                if attempt == SECRETFLOW_ATTEMPTS:
+                    raise
+    return results
+
+
+def secretflow_run(python, protocol, curve, receiver_only, folder, n):
+    """One SecretFlow run, both parties: (load1 before, wall s, CPU s, each party's ``RESULT`` dict)."""
+    ports = [str(free_port()), str(free_port())]
+    commands = [[str(python), str(SECRETFLOW_PARTY), str(rank), protocol, curve or "CURVE_25519",
+                 "1" if receiver_only else "0", str(folder / f"sf_{role}.csv"),
+                 str(folder / f"sf_{role}_out.csv"), *ports]
+                for rank, role in enumerate(("brand", "media"))]
+    started, load = time.time(), os.getloadavg()[0]
+    try:
+        return (load, *timed_processes(commands, folder, timeout=secretflow_timeout(n)))
+    finally:
         for trace in glob.glob(os.path.join(tempfile.gettempdir(), "psi_*.trace")):  # a trace per run
             if os.path.getmtime(trace) >= started:
                 os.remove(trace)
-    return results
 
 
 # --- SecretFlow's environment ------------------------------------------------------------------
@@ -274,14 +338,15 @@ def main():
         for n, runs in SMOKE_SIZES if args.smoke else SIZES:
             paths, shared = make_tables(n, folder)
             measured = {}
-            for mode in MODES:
-                measured[("fedscore", mode)] = measure_fedscore(mode, folder, runs)
-                print(f"{n} x {n} fedscore {mode}: " + ", ".join(f"{wall:.1f} s / {cpu:.1f} CPU s"
-                                                                 for _, wall, cpu, _ in measured[("fedscore", mode)]),
-                      flush=True)
+            for name, fallback, count in ((FEDSCORE, False, runs), (FALLBACK, True, FALLBACK_RUNS.get(n, 1))):
+                for mode in MODES:
+                    measured[(name, mode)] = measure_fedscore(mode, folder, count, fallback)
+                    print(f"{n} x {n} {name} {mode}: " + ", ".join(f"{wall:.1f} s / {cpu:.1f} CPU s"
+                                                                   for _, wall, cpu, _ in measured[(name, mode)]),
+                          flush=True)
             if python is not None:
                 for name, protocol, curve, receiver_only, mode in SECRETFLOW_RUNS:
-                    measured[(name, mode)] = measure_secretflow(python, protocol, curve, receiver_only, folder, runs)
+                    measured[(name, mode)] = measure_secretflow(python, protocol, curve, receiver_only, folder, runs, n, notes)
                     print(f"{n} x {n} {name} {mode}: " + ", ".join(f"{wall:.1f} s / {cpu:.1f} CPU s"
                                                                    for _, wall, cpu, _ in measured[(name, mode)]),
                           flush=True)
@@ -291,31 +356,36 @@ def main():
                 walls = [wall for _, wall, _, _ in runs_measured]
                 cpus = [cpu for _, _, cpu, _ in runs_measured]
                 results = [result for *_, result in runs_measured]
-                if name == "fedscore":
+                if name in (FEDSCORE, FALLBACK):
                     found = [r[0]["matched"] for r in results]
                     learns = "both parties" if mode == "both" else "brand only (labelled)"
+                    engines = sorted({r[0]["engine"] for r in results})
+                    if name == FALLBACK and not all(e.startswith("libsodium") for e in engines):
+                        raise SystemExit(f"the fallback runs used {engines}")
+                    engine = "; ".join(engines)
                 else:
                     found = [r[0]["intersection"] for r in results]
                     learns = "both parties" if mode == "both" else "receiver only"
+                    engine = "SecretFlow's own (IPP-Crypto mb8 where the CPU has it)" if "ECDH" in name else "none"
                 if any(count != shared for count in found):
                     raise SystemExit(f"{name} {mode} found {found} shared IDs, expected {shared}")
                 peak = max(result.get("peak_mib", 0) for r in results for result in r)
                 ratio = round(median(cpus) / reference[mode], 2) if mode in reference else None
-                rows.append([n, n, shared, name, learns, len(runs_measured), median(walls), median(cpus),
+                rows.append([n, n, shared, name, engine, learns, len(runs_measured), median(walls), median(cpus),
                              round(peak), ratio, loads(runs_measured)])
-                if name == "fedscore":
+                if name == FEDSCORE:
                     middle = sorted(range(len(cpus)), key=cpus.__getitem__)[len(cpus) // 2]
                     step_rows.append([n, mode, *(results[middle][0]["steps"].get(step) for step in
                                                  ("psi.blind_own", "psi.blind_peer", "psi.match"))])
             if n == TARGET_IDS:
                 for mode in MODES:
-                    fedscore = next(r for r in rows if r[0] == n and r[3] == "fedscore"
-                                    and r[4].startswith("both" if mode == "both" else "brand"))
-                    if fedscore[9] is None:
+                    fedscore = next(r for r in rows if r[0] == n and r[3] == FEDSCORE
+                                    and r[5].startswith("both" if mode == "both" else "brand"))
+                    if fedscore[10] is None:
                         notes.append(f"1M x 1M, {mode}: no SecretFlow ECDH run to compare with.")
                         continue
-                    verdict = "meets" if fedscore[9] <= TARGET_RATIO else "misses"
-                    notes.append(f"1M x 1M, mode {mode}: fedscore {fedscore[7]} CPU s = {fedscore[9]} x SecretFlow "
+                    verdict = "meets" if fedscore[10] <= TARGET_RATIO else "misses"
+                    notes.append(f"1M x 1M, mode {mode}: fedscore {fedscore[8]} CPU s = {fedscore[10]} x SecretFlow "
                                  f"ECDH's {reference[mode]} CPU s: {verdict} the {TARGET_RATIO} x target.")
     operations = operation_costs(2_000 if args.smoke else 100_000)
     load = os.getloadavg()
@@ -325,9 +395,9 @@ def main():
         "load1 before runs: the machine's 1-minute load average before each run (2 cores; other work on the "
         f"machine slows every wall figure, CPU seconds much less); {load[0]:.1f} at the end.",
         "fedscore: one process, both parties on the local engine taking turns (every message encoded and "
-        f"ledgered as over Flower), X25519 engine: {operations[0][1] if operations[0][3] else 'libsodium'}. "
-        "SecretFlow: one process per party, linked by its own brpc link on loopback, running at the same time, "
-        "aligned (sorted) output.",
+        "ledgered as over Flower), on the X25519 engine it picks here and, for comparison, on the libsodium "
+        "fallback it takes on a CPU without AVX-512 IFMA (one run per size). SecretFlow: one process per party, "
+        "linked by its own brpc link on loopback, running at the same time, aligned (sorted) output.",
         "CPU / SecretFlow ECDH: the run's median CPU seconds over SecretFlow's ECDH run where the same parties "
         "learn the result (both parties for mode both, the receiver for mode labelled), same size, same run.",
         f"Overlap {OVERLAP:.0%}; the media's shared IDs upper-cased with stray spaces on every other row "
@@ -337,7 +407,8 @@ def main():
         notes.append(f"SecretFlow: spu {version} from PyPI in its own virtual environment ({SECRETFLOW_PACKAGE}).")
     tables = [
         {"title": "PSI end to end, CSV in, result files out (seconds, medians)",
-         "columns": ["brand IDs", "media IDs", "shared", "implementation", "who learns the result", "runs", "PSI s",
+         "columns": ["brand IDs", "media IDs", "shared", "implementation", "X25519 engine", "who learns the result",
+                     "runs", "PSI s",
                      "CPU s", "peak RSS MiB per process", "CPU / SecretFlow ECDH", "load1 before runs"],
          "rows": rows},
         {"title": "fedscore round trips (wall seconds of each step, both parties, median run)",

@@ -42,3 +42,15 @@ class PartyError(FedscoreError):
     def __init__(self, role, message):
         super().__init__(f"party {role!r} failed: {message}")
         self.role = role
+
+
+class OptionsError(InputError):
+    """The run's options do not fit its inputs (fewer matches than the minimum asked, say).
+
+    Changing an option needs a new run: resuming replays the run with the options it began
+    with, so a party that raises this leaves nothing to resume.
+    """
+
+
+class PartyOptionsError(PartyError, OptionsError):
+    """A party refused the run's options (:class:`OptionsError`): fixed by a new run, not by resuming."""

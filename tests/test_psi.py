@@ -153,7 +153,7 @@ def test_psi_job_writes_files_ledger_and_summary(tmp_path):
 def test_minimum_intersection_stops_the_run(tmp_path):
     with pytest.raises(PartyError, match="only 1 IDs matched; at least 5 are needed"):
         run_local(tmp_path, ["a", "b"], ["a", "c"], min_intersection=5)
-    with pytest.raises(PartyError, match="fewer IDs than the minimum matched") as info:
+    with pytest.raises(PartyError, match="fewer IDs matched than the minimum of 5") as info:
         run_local(tmp_path, ["a", "b"], ["a", "c"], mode="labelled", min_intersection=5)
     assert "1" not in str(info.value).split("minimum")[1].split("at least")[0]
 
@@ -268,6 +268,47 @@ def test_the_engine_falls_back_to_libsodium(monkeypatch):
     assert isinstance(engine.default_engine(), engine.SodiumEngine)
     assert engine.fallback_reason() == "the ipp-crypto package is not installed"
     assert engine.load_multi_buffer() == (None, "the ipp-crypto package is not installed")
+
+
+@needs_multi_buffer
+def test_a_cpu_without_avx512_ifma_falls_back_to_libsodium(monkeypatch):
+    import ctypes
+
+    library = ctypes.CDLL(engine._library_file("ipp-crypto", engine._MB_LIBRARY))
+    library.mbx_get_cpu_features.restype = ctypes.c_uint64
+    library.mbx_set_cpu_features.argtypes = [ctypes.c_uint64]
+    features = library.mbx_get_cpu_features()
+    library.mbx_set_cpu_features(features & 0xFFFF)  # IPP's feature bits up to AVX2: no AVX-512 at all
+    try:
+        found, reason = engine.load_multi_buffer()
+        assert found is None and reason == "this CPU lacks the AVX-512 IFMA instructions mbx_x25519_mb8 needs"
+        monkeypatch.setattr(engine, "_SELECTED", {})
+        monkeypatch.delenv(engine.ENGINE_VARIABLE, raising=False)
+        assert isinstance(engine.default_engine(), engine.SodiumEngine)
+        assert "AVX-512 IFMA" in engine.fallback_reason()
+    finally:
+        library.mbx_set_cpu_features(features)
+    assert engine.load_multi_buffer()[0] is not None
+
+
+def test_the_psi_report_names_the_fallback_and_why(tmp_path, monkeypatch):
+    brand = write_ids(tmp_path / "b.csv", ["a@x.org", "b@x.org", "c@x.org"])
+    media = write_ids(tmp_path / "m.csv", ["c@x.org", "a@x.org", "d@x.org"])
+    runs = {}
+    for name in ("default", "libsodium"):
+        monkeypatch.setattr(engine, "_SELECTED", {})
+        if name == "libsodium":
+            monkeypatch.setenv(engine.ENGINE_VARIABLE, "libsodium")
+        out = tmp_path / name
+        run_job("psi", {}, {"brand": {"data": str(brand)}, "media": {"data": str(media)}}, out)
+        runs[name] = (json.loads((out / "brand" / "psi_report.json").read_text()),
+                      pd.read_csv(out / "brand" / "intersection.csv"))
+    report, found = runs["libsodium"]
+    assert report["x25519_engine"].startswith("libsodium through PyNaCl")
+    assert report["x25519_fallback_reason"] == f"{engine.ENGINE_VARIABLE}=libsodium"
+    default_report, default_found = runs["default"]
+    assert ("x25519_fallback_reason" in default_report) == (MULTI_BUFFER is None)
+    assert sorted(found["id"]) == sorted(default_found["id"]) == ["a@x.org", "c@x.org"]
 
 
 @pytest.mark.parametrize("which", ["sodium", "multi-buffer"])

@@ -11,7 +11,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 
-from ..errors import PartyError
+from ..errors import PartyError, PartyOptionsError
 from ..ledger import COORDINATOR, Payload
 from ..wire import Message
 
@@ -33,6 +33,8 @@ class Reply:
     fields: dict = None
     payloads: dict = None
     error: str = None
+    options_error: bool = False
+    """The party refused the run's options (:class:`~fedscore.errors.OptionsError`): no resume can fix it."""
 
 
 class Coordinator:
@@ -135,7 +137,8 @@ class Coordinator:
             if reply is None or reply.error is not None:
                 reason = reply.error if reply is not None else f"no answer to {request.step!r} within {self.timeout:g} s"
                 if not allow_missing:
-                    raise PartyError(request.role, reason)
+                    refused = reply is not None and reply.options_error
+                    raise (PartyOptionsError if refused else PartyError)(request.role, reason)
                 self.dropouts.append({"role": request.role, "step": request.step, "seq": request.seq, "reason": reason})
                 continue
             if record:

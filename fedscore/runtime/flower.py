@@ -31,7 +31,7 @@ from flwr.common import log
 from flwr.serverapp import ServerApp
 
 from .._version import __version__
-from ..errors import FedscoreError, InputError, ProtocolError
+from ..errors import FedscoreError, InputError, OptionsError, ProtocolError
 from ..ledger import Ledger
 from ..wire import Message
 from .checkpoint import Journal
@@ -108,8 +108,8 @@ def pack_reply(message):
     return RecordDict({"fields": ConfigRecord(fields), "payloads": ConfigRecord(payloads)})
 
 
-def pack_error(text):
-    return RecordDict({"meta": ConfigRecord({"error": text})})
+def pack_error(text, options_error=False):
+    return RecordDict({"meta": ConfigRecord({"error": text, "options_error": bool(options_error)})})
 
 
 def unpack_reply(role, reply):
@@ -122,7 +122,8 @@ def unpack_reply(role, reply):
         return Reply(role, error=f"its ClientApp failed ({reply.error.reason})")
     content = reply.content
     if "meta" in content and "error" in content["meta"]:
-        return Reply(role, error=content["meta"]["error"])
+        meta = content["meta"]
+        return Reply(role, error=meta["error"], options_error=bool(meta.get("options_error", False)))
     try:
         return Reply(role, dict(content["fields"]), dict(content["payloads"]))
     except KeyError as exc:
@@ -445,7 +446,7 @@ def make_client_app(partitions=None):
             finally:
                 context.state[_STATE_KEY] = ConfigRecord({"party": pickle.dumps(party)})
         except FedscoreError as exc:
-            content = pack_error(str(exc))
+            content = pack_error(str(exc), isinstance(exc, OptionsError))
         return FlowerMessage(content=content, reply_to=msg)
 
     return app

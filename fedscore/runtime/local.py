@@ -5,7 +5,7 @@ message is encoded to bytes and decoded again on the other side, exactly as over
 so nothing but the encoded fields ever reaches another party's code.
 """
 
-from ..errors import FedscoreError
+from ..errors import FedscoreError, OptionsError
 from ..wire import Message
 from .coordinator import Reply
 from .party import PartyContext, has_identity_settings, pin_every_party
@@ -44,7 +44,7 @@ class LocalTransport:
             try:
                 reply = party.handle(request.step, request.run_id, request.seq, message, request.job)
             except FedscoreError as exc:
-                replies.append(Reply(request.role, error=str(exc)))
+                replies.append(Reply(request.role, error=str(exc), options_error=isinstance(exc, OptionsError)))
                 continue
             fields, payloads = reply.encode()
             replies.append(Reply(request.role, fields, payloads))

@@ -31,7 +31,7 @@ def run(coordinator, options):
     # 0. PSI, labelled mode: the brand learns which media rows are seed members; the media, the list's size.
     psi = intersect(coordinator, PSIOptions.from_dict({
         "mode": "labelled", "id_column": options.id_column, "id_kind": options.id_kind,
-        "min_intersection": options.min_seed}))
+        "min_intersection": options.min_seed, "minimum_named": "min_seed"}))
 
     # 1. The brand encrypts the flags; the media encodes its features and splits off held-out rows.
     #    Each gets the options it needs: the media's random state (its held-out split) stays the media's.

@@ -27,3 +27,5 @@ class PSIOptions(Options):
                           "value's shape.", choices=ID_KINDS)
     min_intersection: int = option(0, "Stop with an error when fewer IDs than this match (clean rooms commonly "
                                    "ask for 100 or more).", low=0)
+    minimum_named: str = option("min_intersection", "The option the user set the minimum with, named in the "
+                                "error (a job that runs PSI as its first phase names its own).", hidden=True)

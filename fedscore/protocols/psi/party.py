@@ -8,18 +8,21 @@ of the result types below, in ``party.phase("psi")``.
 """
 
 import json
+import logging
 from dataclasses import dataclass
 
 import nacl.utils
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ...errors import InputError, ProtocolError
+from ...errors import OptionsError, ProtocolError
 from ...ids import prepare_ids
 from ...kit.inputs import read_inputs
+from ...kit.options import argument
 from ...wire import Message, blinded_ids, ciphertext, public, size
-from .engine import default_engine
+from .engine import default_engine, fallback_reason
 from .group import (
     POINT_BYTES,
     SCALAR_BYTES,
@@ -32,6 +35,8 @@ from .group import (
     random_permutation,
 )
 from .options import PSIOptions
+
+_LOG = logging.getLogger(__name__)
 
 BRAND, MEDIA = "brand", "media"
 SEAL_LABEL = "psi.double_blinded"
@@ -88,8 +93,11 @@ class _Blinding:
     rows: np.ndarray
     ids: pa.Array
     """The ID of each of ``rows`` as written (trimmed); pyarrow, so that a snapshot pickles it fast."""
+    normalised: pa.Array
+    """The same IDs normalised: both parties' matched IDs are equal here, so their order is the shared order."""
     report: dict
     min_intersection: int
+    minimum_named: str
     write_output: bool
     peer_size: int = 0
     peer_double: np.ndarray = None
@@ -117,8 +125,10 @@ def blind_own(party, msg):
     order = np.arange(len(points)) if keep_order else random_permutation(len(points))
     party.state["psi.blinding"] = _Blinding(
         mode=options.mode, key=key, order=order, column=inputs.id_column, rows=prepared.rows,
-        ids=inputs.table.text(inputs.id_column).take(pa.array(prepared.rows)), report=prepared.report.to_dict(),
-        min_intersection=options.min_intersection, write_output=bool(msg["write_output"]))
+        ids=inputs.table.text(inputs.id_column).take(pa.array(prepared.rows)),
+        normalised=pa.array(prepared.ids, type=pa.string()), report=prepared.report.to_dict(),
+        min_intersection=options.min_intersection, minimum_named=options.minimum_named,
+        write_output=bool(msg["write_output"]))
     report = prepared.report
     return Message(points=blinded_ids(points[order]), channel_key=public(party.channel.offer),
                    rows=size(report.rows), unique=size(report.unique), empty=size(report.empty),
@@ -173,11 +183,14 @@ def match(party, msg):
     if not distinct(own_double):
         raise ProtocolError("the peer returned repeated double-blinded values")
     own_index, peer_index = intersect(own_double, blinding.peer_double)
+    # The shared order is that of the normalised IDs, which both parties hold alike for every
+    # match: the same files for the same inputs, run after run (the double-blinded values
+    # change with every run's keys), and no party's own row order shown to the other.
+    shared = pc.array_sort_indices(blinding.normalised.take(pa.array(own_index, type=pa.int64()))).to_numpy()
+    own_index, peer_index = own_index[shared], peer_index[shared]
     matched = len(own_index)
     if matched < blinding.min_intersection:
-        # In labelled mode the count is the brand's alone: the error reaches the coordinator without it.
-        found = f"only {matched} IDs" if blinding.mode == "both" else "fewer IDs than the minimum"
-        raise InputError(f"{found} matched; at least {blinding.min_intersection} are needed")
+        _too_few(blinding, matched)
     if blinding.mode == "both":
         result = Matched(ids=_take(blinding.ids, own_index), rows=blinding.rows[own_index],
                          size=len(own_double), peer_size=blinding.peer_size)
@@ -201,6 +214,21 @@ def match(party, msg):
     return reply
 
 
+def _too_few(blinding, matched):
+    """Stop: fewer matches than the minimum. The error says what to change; the count, where it may."""
+    named = argument(blinding.minimum_named, blinding.min_intersection)
+    advice = f"lower {argument(blinding.minimum_named).rstrip('=')} or check that both files hold the same kind of ID"
+    if blinding.mode == "both":
+        raise OptionsError(f"only {matched} IDs matched; at least {blinding.min_intersection} are needed ({named}): "
+                         f"{advice}")
+    # In labelled mode the count is the brand's alone: the error crosses to the coordinator without it, and
+    # the brand's own log (its console, when every party runs here) says it.
+    _LOG.warning("psi: %d of the media's IDs are the brand's; %s asks for at least %d", matched, named,
+                 blinding.min_intersection)
+    raise OptionsError(f"fewer IDs matched than the minimum of {blinding.min_intersection} ({named}); the brand's "
+                     f"log says how many: {advice}")
+
+
 def _take(ids, index):
     """The IDs at ``index`` of a party's pyarrow ID column, as a numpy array of str."""
     return ids.take(pa.array(index, type=pa.int64())).to_numpy(zero_copy_only=False)
@@ -214,4 +242,6 @@ def _write_outputs(party, blinding, result, tables=None):
         table.to_csv(party.out / name, index=False)
     report = {"ids": blinding.report, "peer_set_size": blinding.peer_size, "x25519_engine": default_engine().detail,
               **result}
+    if fallback_reason() is not None:  # the one-point-at-a-time engine, several times slower: say why
+        report["x25519_fallback_reason"] = fallback_reason()
     (party.out / "psi_report.json").write_text(json.dumps(report, indent=2) + "\n")
