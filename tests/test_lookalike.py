@@ -15,6 +15,7 @@ from fedscore.audit import audit_ledger, read_transcript
 from fedscore.cli import main
 from fedscore.errors import FedscoreError, InputError
 from fedscore.kit.model import ModelFile, score_file
+from fedscore.kit.options import LABEL_DP_EPSILON
 from fedscore.ledger import COORDINATOR, read_ledger
 from fedscore.protocols.lookalike.bounds import DP_CLIP_NORM
 from fedscore.protocols.lookalike.options import LookalikeOptions
@@ -55,13 +56,35 @@ def check_ledger(out):
     return entries
 
 
-def test_local_ckks_end_to_end(tmp_path, decryptions):
+EXCLUDING = {"exclude_seed": True, "label_dp_epsilon": float("inf")}
+"""Seed exclusion: it needs label DP off (it tells the media the seed flags of its top users)."""
+
+
+def test_local_ckks_end_to_end_at_the_defaults(tmp_path, decryptions):
+    """Label DP on at its default epsilon, seed members left in the audiences, nothing else asked."""
     seed, media = tables()
     result = lookalike(seed, media, id_column="uid", out=tmp_path / "run", min_seed=50,
                        audience_sizes="5%,10%,30", random_state=1)
+    report = result.report
+    assert report["matched_seed"] == 60 and report["seed_size"] == 65 and report["media_rows"] == 400
+    assert report["label_dp"]["epsilon"] == LABEL_DP_EPSILON and result.summary["label_dp"]["epsilon"] == 4.0
+    assert report["holdout"]["auc"] > 0.7
+    assert {k: len(v) for k, v in result.audiences.items()} == {"5pct": 20, "10pct": 40, "30": 30}
+    ranked = result.scores.sort_values("score", ascending=False, kind="stable")["uid"]
+    assert list(result.audiences["30"]["uid"]) == list(ranked[:30])  # seed members included
+    assert result.model.clip_norm == DP_CLIP_NORM
+    entries = check_ledger(tmp_path / "run")
+    assert "lookalike.release_flags" not in {e["step"] for e in entries}
+
+
+def test_local_ckks_end_to_end_excluding_the_seed(tmp_path, decryptions):
+    seed, media = tables()
+    result = lookalike(seed, media, id_column="uid", out=tmp_path / "run", min_seed=50,
+                       audience_sizes="5%,10%,30", random_state=1, **EXCLUDING)
     out = tmp_path / "run"
     report = result.report
     assert report["matched_seed"] == 60 and report["seed_size"] == 65 and report["media_rows"] == 400
+    assert report["label_dp"] is None
     assert report["holdout"]["auc"] > 0.7
     assert [a["size"] for a in report["holdout"]["audiences"]] == ["5pct", "10pct", "30"]
     assert len(result.scores) == 400 and result.scores["score"].between(0, 1).all()
@@ -167,7 +190,7 @@ def check_small_run(tmp_path, seed, result):
 def test_flower_simulation(tmp_path, worker_decryptions):
     seed, media = tables(rows=240, seed_size=40, random_state=2)
     result = lookalike(seed, media, id_column="uid", out=tmp_path / "run", backend="ckks", min_seed=30,
-                       engine="simulation", audience_sizes="10%,30", random_state=3)
+                       engine="simulation", audience_sizes="10%,30", random_state=3, **EXCLUDING)
     check_small_run(tmp_path, seed, result)
     decryptions = worker_decryptions()
     assert decryptions and set(decryptions) == {"flooded"}  # every CKKS decryption was a flooded release
@@ -177,7 +200,7 @@ def test_paillier(tmp_path, decryptions):
     """The same run with Paillier (on the local engine: the Flower transport is tested above)."""
     seed, media = tables(rows=240, seed_size=40, random_state=2)
     result = lookalike(seed, media, id_column="uid", out=tmp_path / "run", backend="paillier", min_seed=30,
-                       paillier_key_bits=1024, audience_sizes="10%,30", random_state=3)
+                       paillier_key_bits=1024, audience_sizes="10%,30", random_state=3, **EXCLUDING)
     check_small_run(tmp_path, seed, result)
     assert decryptions == []
 
@@ -203,14 +226,15 @@ def test_refuses_small_seed_before_sending_anything(tmp_path):
 def test_refuses_too_few_matches(tmp_path):
     seed, media = tables()
     unmatched = pd.DataFrame({"uid": list(seed["uid"][:10]) + [f"nobody{i}" for i in range(100)]})
-    with pytest.raises(FedscoreError, match="fewer IDs than the minimum"):
+    with pytest.raises(FedscoreError, match="fewer IDs matched than the minimum"):
         lookalike(unmatched, media, id_column="uid", out=tmp_path / "run", min_seed=50)
 
 
 def test_refuses_dp_with_seed_exclusion(tmp_path):
     seed, media = tables()
-    with pytest.raises(InputError, match="exclude_seed=False"):
-        lookalike(seed, media, id_column="uid", out=tmp_path / "run", min_seed=50, label_dp_epsilon=1.0)
+    with pytest.raises(InputError, match=r"use exclude_seed=False \(the default\), or label_dp_epsilon=inf"):
+        lookalike(seed, media, id_column="uid", out=tmp_path / "run", min_seed=50, label_dp_epsilon=1.0,
+                  exclude_seed=True)
     assert not (tmp_path / "run").exists()
 
 
@@ -228,16 +252,20 @@ def test_audience_sizes():
 def test_options():
     """One schema: defaults, the rules between options, the label-DP defaults."""
     options = LookalikeOptions.from_dict({"id_column": "uid"})
-    assert options.candidates == (1e-4, 1e-3, 1e-2) and options.exclude_seed and options.min_seed == 100
-    dp_options = options.replace(exclude_seed=False, label_dp_epsilon=2.0)
-    assert dp_options.candidates == (1e-4,)  # one candidate: the choice among several is label-dependent
+    assert options.label_dp_epsilon == LABEL_DP_EPSILON and not options.exclude_seed and options.min_seed == 100
+    assert options.candidates == (1e-4,)  # one candidate: the choice among several is label-dependent
+    assert (options.min_category_count, options.outlier_quantile) == (20, 0.005)
+    for off in (float("inf"), "inf", None):  # opting out, as Python, a run config or the command line says it
+        opted = LookalikeOptions.from_dict({"id_column": "uid", "label_dp_epsilon": off, "exclude_seed": True})
+        assert opted.label_dp_epsilon is None and opted.candidates == (1e-4, 1e-3, 1e-2)
+    unlimited = LookalikeOptions.from_dict({"id_column": "uid", "min_category_count": "none", "outlier_quantile": 0})
+    assert unlimited.min_category_count is None and unlimited.outlier_quantile is None
     assert params.DP_DELTA == options.label_dp_delta
     for bad, message in (({}, "id_column= is required"), ({"min_seed": 0}, "min_seed= must be at least 1"),
                          ({"holdout_fraction": 1.0}, "holdout_fraction= must be less than 1"),
                          ({"l2_candidates": "-1"}, "l2_candidates= must be at least 0"),
                          ({"l2_candidates": ""}, "at least one"),
                          ({"exclude_seed": False, "label_dp_epsilon": 0}, "label_dp_epsilon= must be greater than 0"),
-                         ({"exclude_seed": False, "label_dp_epsilon": "inf"}, "finite"),
                          ({"backend": "rsa"}, "backend= must be one of ckks, paillier"),
                          ({"top": "5%"}, "unknown lookalike option")):
         with pytest.raises(InputError, match=message):
@@ -288,8 +316,9 @@ def test_cli_contract(tmp_path):
     result = CliRunner().invoke(main, [
         "lookalike", "--seed", str(tmp_path / "seed.csv"), "--media", str(tmp_path / "media.csv"),
         "--id-column", "uid", "--out", str(out), "--audience-size", "1%,5%,10%", "--min-seed", "100",
-        "--exclude-seed", "--engine", "local"])
+        "--exclude-seed", "--no-label-dp", "--engine", "local"])
     assert result.exit_code == 0, result.output
+    assert "label DP: off (opted out): the media may read the seed membership of a user who stands out" in result.output
     media_files = {p.name for p in (out / "media").iterdir()}
     assert media_files >= {"scores.csv", "model.json", "audience_1pct.csv", "audience_5pct.csv", "audience_10pct.csv"}
     assert (out / "brand" / "report.json").is_file() and (out / "ledger.jsonl").is_file()
@@ -312,7 +341,7 @@ def test_cli_refuses_a_small_matched_seed(tmp_path):
     result = CliRunner().invoke(main, [
         "lookalike", "--seed", str(tmp_path / "seed.csv"), "--media", str(tmp_path / "media.csv"),
         "--id-column", "uid", "--out", str(tmp_path / "out"), "--min-seed", "121", "--engine", "local"])
-    assert result.exit_code == 1 and "fewer IDs than the minimum" in result.output
+    assert result.exit_code == 1 and "fewer IDs matched than the minimum of 121 (--min-seed 121)" in result.output
     assert not (tmp_path / "out").exists()
 
 
@@ -322,6 +351,6 @@ def test_cli_refuses_label_dp_with_seed_exclusion(tmp_path):
     media.to_csv(tmp_path / "media.csv", index=False)
     result = CliRunner().invoke(main, [
         "lookalike", "--seed", str(tmp_path / "seed.csv"), "--media", str(tmp_path / "media.csv"),
-        "--id-column", "uid", "--out", str(tmp_path / "out"), "--label-dp-epsilon", "1"])
-    assert result.exit_code == 1 and "use --include-seed with --label-dp-epsilon" in result.output
+        "--id-column", "uid", "--out", str(tmp_path / "out"), "--label-dp-epsilon", "1", "--exclude-seed"])
+    assert result.exit_code == 1 and "use --include-seed (the default), or --no-label-dp" in result.output
     assert not (tmp_path / "out").exists()

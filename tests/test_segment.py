@@ -13,7 +13,6 @@ from fedscore import segment
 from fedscore.audit import audit_ledger, read_transcript
 from fedscore.errors import FedscoreError, InputError, PartyError
 from fedscore.he import load_context
-from fedscore.kit.encoder import FeatureEncoder
 from fedscore.kit.model import ModelFile, score_file
 from fedscore.kit.table import PartyTable
 from fedscore.ledger import COORDINATOR, Ledger, Payload, read_ledger
@@ -46,15 +45,19 @@ def _tables(tmp_path, n=150, seed=0):
     return tmp_path / "brand.csv", tmp_path / "media.csv"
 
 
-def _central(brand, media, result, exclude=("label",)):
-    """The joint standardised table in the protocol's row order, as a centralised run sees it."""
+def _central(brand, media, result):
+    """The joint standardised table in the protocol's row order, as a centralised run sees it.
+
+    Each party's block is encoded by its own model file's encoder: the encoding limits (on by
+    default) are preprocessing both sides share, so the reference sees the rows the parties
+    clustered.
+    """
     blocks = []
-    for path in (brand, media):
+    for role, path in (("brand", brand), ("media", media)):
         table = PartyTable.read(path, required=["uid"], text_columns=["uid"])
         position = {uid: row for row, uid in enumerate(table.ids("uid"))}
         rows = np.array([position[uid] for uid in result.ids])
-        columns = table.feature_columns(exclude=["uid", *exclude])
-        blocks.append(FeatureEncoder().fit_transform(table, columns, rows=rows))
+        blocks.append(result.models[role].encoder.transform(table, rows=rows))
     return np.hstack(blocks)
 
 
@@ -258,7 +261,9 @@ def test_max_iter_stops_with_the_assignment_of_the_last_centroids(tmp_path):
 
 def test_profile_noise_changes_only_released_means(tmp_path):
     brand, media = _tables(tmp_path)
-    result = _segment(brand, media, k=3, n_init=2, random_state=2, min_segment_size=20, profile_noise=0.5)
+    # profiles are means of the values as encoded: without the limits, the raw means
+    result = _segment(brand, media, k=3, n_init=2, random_state=2, min_segment_size=20, profile_noise=0.5,
+                      min_category_count=None, outlier_quantile=None)
     labels = pd.Series(result.labels, index=result.ids)
     profiles = result.profiles["brand"].set_index("segment")
     raw = {role: pd.read_csv(path, dtype={"uid": str}).set_index("uid").loc[result.ids] for role, path in

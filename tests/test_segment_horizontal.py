@@ -58,8 +58,9 @@ def _assigned_alone(out, paths, tmp_path):
 @pytest.mark.integration
 def test_three_parties_through_flower_match_sklearn_and_spec(tmp_path):
     paths = _parties(tmp_path)
+    # the pooled statistics against the raw rows: without the outlier limit (on by default, tested below)
     result = horizontal_kmeans(paths, id_column="id", k=3, exclude=["region"], min_proposal_size=5, random_state=0,
-                               engine="simulation", out=tmp_path / "run")
+                               engine="simulation", out=tmp_path / "run", outlier_quantile=None)
     X, raw = _pooled(paths, result)
     assert np.allclose(result.mean, raw.mean(axis=0)) and np.allclose(result.scale, raw.std(axis=0))
     reference = KMeans(3, init=result.init_centers, n_init=1).fit(X)
@@ -197,7 +198,7 @@ def test_a_coordinator_asking_for_other_privacy_options_is_refused(tmp_path):
     paths = _parties(tmp_path)
     with pytest.raises(PartyError, match=r"dp_epsilon: the coordinator's 20\.0, this party's 8\.0"):
         _drive(paths, tmp_path, own={"dp_epsilon": 8.0, "max_iter": 3}, dp_epsilon=20.0, max_iter=3)
-    with pytest.raises(PartyError, match=r"outlier_quantile: the coordinator's None, this party's 0\.01"):
+    with pytest.raises(PartyError, match=r"outlier_quantile: the coordinator's 0\.005, this party's 0\.01"):
         _drive(paths, tmp_path, own={"outlier_quantile": "0.01"})
 
 

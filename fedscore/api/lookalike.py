@@ -71,6 +71,12 @@ def lookalike(seed, media, *, out, engine=ENGINE, overwrite=False, resume=False,
     Both parties run here, for the caller: a shorter ``paillier_key_bits`` than the
     default is taken as both parties' consent to it.
 
+    Label DP is on by default (``label_dp_epsilon=4``), with seed members left in the
+    audiences: excluding them (``exclude_seed=True``) tells the media the seed flags of its
+    top users, so it needs ``label_dp_epsilon=float("inf")`` (or None), the explicit opt-out;
+    the report then says what the media can learn. The media merges rare categories and
+    limits outliers on its own rows by default (``min_category_count``, ``outlier_quantile``).
+
     Examples
     --------
     >>> result = lookalike("seed.csv", "media.csv", id_column="uid", out="run")  # doctest: +SKIP

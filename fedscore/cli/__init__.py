@@ -137,6 +137,17 @@ def label_dp_switch(func):
     )(switched)
 
 
+def echo_label_dp(report, what):
+    """The run's label DP in one line: its epsilon, or in words what the media may learn without it."""
+    dp = report.get("label_dp")
+    if dp:
+        click.echo(f"label DP: epsilon {dp['epsilon']:g}, delta {dp['delta']:g}, noise std {dp['noise_std']:.3g} on "
+                   "the label aggregate")
+    else:
+        click.secho(f"label DP: off (opted out): the media may read {what} of a user who stands out in its "
+                    "encoded columns (a rare category or an outlying value) from what it received", fg="yellow")
+
+
 def chosen_engine(engine, deployment):
     return "deployment" if deployment else engine
 

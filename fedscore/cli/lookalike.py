@@ -6,7 +6,7 @@ import click
 
 from ..kit.options import click_options
 from ..protocols.lookalike.options import LookalikeOptions
-from . import chosen_engine, engine_options, interval_text, label_dp_switch, main, run_options
+from . import chosen_engine, echo_label_dp, engine_options, interval_text, label_dp_switch, main, run_options
 
 
 @main.command("lookalike")
@@ -38,5 +38,6 @@ def lookalike(seed_path, media_path, out, overwrite, engine, deployment, timeout
                f"{report['media_rows']:,} media users; held-out AUC {report['holdout']['auc']:.3f} "
                f"{interval_text(report['holdout'].get('auc_interval'))} ({sizes}) -> "
                f"{out / 'media'}, {out / 'brand' / 'report.json'}")
+    echo_label_dp(report, "the seed membership")
     for text in report.get("warnings") or ():
         click.secho(f"warning: {text}", fg="yellow", err=True)

@@ -171,6 +171,37 @@ class Options:
         return getattr(self, name)
 
 
+MIN_CATEGORY_COUNT = 20
+"""Default ``min_category_count``: a text value held by fewer rows is merged into ``<other>``.
+Clean rooms release nothing about fewer than 20-50 users (BRIEF, "minimum segment/row size");
+bench_attacks measured the lone users' seed membership at AUC 0.57 with merging below 20
+alone (0.80 without); the data sets of bench_quality have no text value that rare, so it
+costs them nothing."""
+
+OUTLIER_QUANTILE = 0.005
+"""Default ``outlier_quantile``: numeric values are winsorised to their [0.5 %, 99.5 %]
+quantiles. A user with an extreme value otherwise dominates an aggregate's column
+(bench_attacks: seed membership of such users at AUC 1.0 without limits, 0.65 with this
+limit alone and within chance with label DP); 0.5 % changes at most 1 % of each column's
+values. bench_quality: the central lookalike model loses 0.002 AUC on bank marketing and
+0.03 / 0.02 on the small breast / wholesale tables, propensity none."""
+
+LABEL_DP_EPSILON = 4.0
+"""Default label-DP epsilon of the jobs whose media trains on the brand's labels (lookalike,
+propensity): one Gaussian release of the label aggregate, delta 1e-6. Chosen in
+bench_attacks and bench_quality: with the encoding limits above, the attacks of a media
+with rare data stay at chance (epsilon 2 measured no lower), and the lookalike's AUC on the
+whole of bank marketing and default_credit moves by less than 0.004; small tables pay
+more: about 0.1 on breast's 569 users (see benchmarks/RESULTS.md)."""
+
+
+MODEL_KEY = "model"
+"""Party config of a job that uses a trained two-party model again (:mod:`fedscore.kit.halves`):
+this party's half, its ``model.json``, the party's own folder of the training run
+(``DIR/<role>/``) or the run's folder (``DIR``, of which only ``DIR/<role>/`` is read). Local
+to the party like its data path: never sent to anyone."""
+
+
 @dataclasses.dataclass(frozen=True)
 class EncodingOptions(Options):
     """The options of every job whose parties encode feature columns: how rare values and outliers are limited.
@@ -180,11 +211,18 @@ class EncodingOptions(Options):
     """
 
     min_category_count: int | None = option(
-        None, "Text values held by fewer rows than this (at each party, on its own rows) are merged into one "
-        "'<other>' column, so that no released aggregate stands for a handful of users.", low=1)
+        MIN_CATEGORY_COUNT, "Text values held by fewer rows than this (at each party, on its own rows) are merged "
+        "into one '<other>' column, so that no released aggregate stands for a handful of users; 1 or 'none' turns "
+        "it off.", low=1)
     outlier_quantile: float | None = option(
-        None, "Numeric values are limited to the [q, 1 - q] quantiles of the party's own rows before they are "
-        "standardised, so that no outlying user dominates an aggregate.", low=0, high=0.5, high_open=True)
+        OUTLIER_QUANTILE, "Numeric values are limited to the [q, 1 - q] quantiles of the party's own rows before "
+        "they are standardised, so that no outlying user dominates an aggregate; 0 or 'none' turns it off.", low=0,
+        high=0.5, high_open=True)
+
+    def __post_init__(self):
+        # q = 0 limits nothing: one value (None) for "off" wherever the options are read
+        if self.outlier_quantile == 0:
+            object.__setattr__(self, "outlier_quantile", None)
 
     def encoder(self, path=None):
         """A :class:`~fedscore.kit.encoder.FeatureEncoder` with these limits (imported here: it is heavy)."""
@@ -208,6 +246,8 @@ def _optional(hint):
 
 def _coerce(name, value, hint, meta):
     kind, nullable = _optional(hint)
+    if nullable and isinstance(value, str) and value.strip().lower() == "none":
+        value = None  # how a command line or run config turns off an option whose default is on
     if value is None:
         if nullable:
             return None

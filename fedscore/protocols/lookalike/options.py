@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ...errors import InputError
-from ...kit.options import EncodingOptions, SURFACE, TableSpec, argument, option
+from ...kit.options import LABEL_DP_EPSILON, SURFACE, EncodingOptions, TableSpec, argument, option
 from ...kit.sizes import parse_sizes
 from ...params import DEFAULT_L2, DP_DELTA, ID_KINDS, MIN_SEED_SIZE
 
@@ -42,12 +42,14 @@ class LookalikeOptions(EncodingOptions):
                                              "of the audience or absolute counts.", cli="--audience-size")
     min_seed: int = option(MIN_SEED_SIZE, "Refuse the run when fewer seed members than this are found at the media.",
                            low=1)
-    exclude_seed: bool = option(True, "Leave seed members out of the audiences. Excluding them tells the media "
+    exclude_seed: bool = option(False, "Leave seed members out of the audiences. Excluding them tells the media "
                                 "which of its top candidates (the largest audience plus the seed list's size) are "
-                                "seed members.", cli="--exclude-seed/--include-seed")
-    label_dp_epsilon: float | None = option(None, "Gaussian label differential privacy on the one label aggregate "
-                                            "the media receives (needs --include-seed); the epsilon is reported.",
-                                            low=0, low_open=True)
+                                "seed members, so it needs label DP off (--no-label-dp).",
+                                cli="--exclude-seed/--include-seed")
+    label_dp_epsilon: float | None = option(LABEL_DP_EPSILON, "Gaussian label differential privacy on the one label "
+                                            "aggregate the media receives; the epsilon is reported. 'inf' "
+                                            "(--no-label-dp) turns it off: the report then says what the media "
+                                            "can learn.", low=0, low_open=True)
     label_dp_delta: float = option(DP_DELTA, "The delta of label differential privacy.", low=0, high=1,
                                    low_open=True, high_open=True)
     holdout_fraction: float = option(HOLDOUT_FRACTION, "Share of the media's rows held out, at random and before "
@@ -61,18 +63,21 @@ class LookalikeOptions(EncodingOptions):
     paillier_key_bits: int | None = option(None, "Shorter Paillier keys than 3072 bits, for tests only (both "
                                            "parties must consent).", hidden=True)
 
+    def __post_init__(self):
+        super().__post_init__()
+        # epsilon inf is no label DP: one value (None) for "off" wherever the options are read
+        if self.label_dp_epsilon is not None and math.isinf(self.label_dp_epsilon):
+            object.__setattr__(self, "label_dp_epsilon", None)
+
     def check(self):
         parse_sizes(self.audience_sizes, "audience size")
         if not self.l2_candidates:
             raise InputError(f"{argument('l2_candidates')} must list at least one non-negative number")
-        if self.label_dp_epsilon is not None:
-            if not math.isfinite(self.label_dp_epsilon):
-                raise InputError(f"{argument('label_dp_epsilon')} must be a finite number, "
-                                 f"not {self.label_dp_epsilon!r}")
-            if self.exclude_seed:
-                include = "--include-seed" if SURFACE.get() == "cli" else "exclude_seed=False"
-                raise InputError("label DP cannot hold while the media learns which of its top candidates are seed "
-                                 f"members to exclude them: use {include} with {argument('label_dp_epsilon')}")
+        if self.label_dp_epsilon is not None and self.exclude_seed:
+            include = "--include-seed" if SURFACE.get() == "cli" else "exclude_seed=False"
+            off = "--no-label-dp" if SURFACE.get() == "cli" else "label_dp_epsilon=inf"
+            raise InputError("label DP cannot hold while the media learns which of its top candidates are seed "
+                             f"members to exclude them: use {include} (the default), or {off} to exclude them")
 
     def check_inputs(self, role, inputs):
         """The brand refuses a seed list shorter than ``min_seed`` before anything is sent."""

@@ -41,6 +41,16 @@ in ``±2^RANK_OFFSET_BITS``."""
 
 RANK_OFFSET_BITS = 24
 
+MEDIA_LOGIT_LIMIT = 2.0**5
+"""The media's partial logit is clipped to ``±32`` before its quantiles and ``u`` are
+computed each epoch, so that ``|u| <= 64`` and ``u² <= 2^12`` hold whatever the weights:
+public bounds, and far inside what CKKS encodes at scale 2^40 once shifted by
+``VALUE_SHIFT_BITS``. Without them, weights that grow without bound (a nearly separable
+table, or label DP's noisy label aggregate, which no weights need reproduce) made ``u²``
+too large to encode (breast with label DP: ``|u|`` reached 10^12 by the eighth epoch).
+``σ(±32)`` is within 1.3e-14 of 0 or 1, so the split sigmoid changes only for users whose
+brand logit is as extreme the other way. The brand refuses quantiles outside the limit."""
+
 RANK_LOGIT_LIMIT = 2.0**6
 """Each partial logit is clipped to ``±64`` before ranking, so that the bound the media
 decrypts the masked scores against is a public constant. ``σ(±64)`` is within 1e-27 of

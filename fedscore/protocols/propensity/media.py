@@ -40,6 +40,7 @@ from .common import (
     CONVERGENCE_TOL,
     LABEL_TERM,
     MEDIA_GRADIENT,
+    MEDIA_LOGIT_LIMIT,
     QUANTILES,
     RANK_LOGIT_LIMIT,
     RANKS,
@@ -154,13 +155,14 @@ def media_logits(party, msg):
 def _open_epoch(party, state):
     """``[[u]]`` and ``[[u²]]`` under the media's own key, and the quantiles of ``z_m`` sealed for the brand.
 
-    ``u`` is the media's partial logit at its look-ahead weights, centred and clipped to
-    its quantile range (:func:`fedscore.protocols.vertical_lr.centred_media_logit`). The
+    ``u`` is the media's partial logit at its look-ahead weights, clipped to the public
+    :data:`~.common.MEDIA_LOGIT_LIMIT`, then centred and clipped to its quantile range
+    (:func:`fedscore.protocols.vertical_lr.centred_media_logit`). The
     look-ahead weights are kept: they are the ones this epoch's validation score
     measures, and the brand may choose them as the best.
     """
     weights = state.optimizer.lookahead
-    z = state.features @ weights
+    z = np.clip(state.features @ weights, -MEDIA_LOGIT_LIMIT, MEDIA_LOGIT_LIMIT)
     state.quantiles = quantiles = media_quantiles(z)
     state.u = u = centred_media_logit(z, quantiles)
     epoch = len(state.snapshots)
@@ -253,13 +255,24 @@ def rank_encrypt(party, msg):
     weights = kept_weights(state.optimizer, state.snapshots[best_epoch], best_epoch)
     state.model = save_model(party, state.encoder, weights, None, state.label_dp, {
         "l2": options.l2, "backend": options.backend, "epochs_run": state.optimizer.n_steps_,
-        "best_epoch": best_epoch, "label_dp": None if state.label_dp is None else state.label_dp.to_dict()})
+        "best_epoch": best_epoch, "label_dp": None if state.label_dp is None else state.label_dp.to_dict(),
+        # what both halves record alike: the model's identity when a later run scores with it
+        "run_id": party.run_id, "matched_users": len(state.encoded), "exact_scores": options.exact_scores})
     state.media_logits = state.model.logits(state.encoded)
-    z = np.clip(state.media_logits, -RANK_LOGIT_LIMIT, RANK_LOGIT_LIMIT)
-    key = create_key("paillier", paillier_key_bits=options.paillier_key_bits, allow_weak_key=weak_keys_allowed(party))
-    state.rank_owner = KeyOwner(key, {RANKS: 1})
-    return Message(public_context=public(key.public_context().to_bytes()),
-                   media_logits=ciphertext(key.encrypt(z).to_bytes()))
+    state.rank_owner, reply = encrypt_for_ranking(party, state.media_logits, options.paillier_key_bits)
+    return reply
+
+
+def encrypt_for_ranking(party, media_logits, paillier_key_bits=None):
+    """Step 8 for any job that ranks with the media's half: a fresh Paillier key, each ``z_m`` encrypted on its own.
+
+    Each partial logit is clipped to :data:`~.common.RANK_LOGIT_LIMIT` first; the key's
+    plan is one release (:data:`~.common.RANKS`). Returns the key owner and the reply.
+    """
+    z = np.clip(media_logits, -RANK_LOGIT_LIMIT, RANK_LOGIT_LIMIT)
+    key = create_key("paillier", paillier_key_bits=paillier_key_bits, allow_weak_key=weak_keys_allowed(party))
+    return KeyOwner(key, {RANKS: 1}), Message(public_context=public(key.public_context().to_bytes()),
+                                              media_logits=ciphertext(key.encrypt(z).to_bytes()))
 
 
 # --- 10. propensity.rank_reveal ------------------------------------------------------------
@@ -267,9 +280,17 @@ def rank_encrypt(party, msg):
 def rank_reveal(party, msg):
     """Decrypt the shuffled, affinely masked scores and rank them (or, with exact scores, return them)."""
     state = party.phase("propensity")
-    owner, exact, sizes = state.rank_owner, state.options.exact_scores, state.sizes
+    sizes = state.sizes
     ranked = sizes.matched - sizes.training  # the validation users and the users to score
-    released = owner.release(msg["scores"], Expected(RANKS, count=ranked, bound=rank_release_bound(exact)))
+    return Message(ranks=ciphertext(reveal_ranks(party, state.rank_owner, msg["scores"], ranked,
+                                                 state.options.exact_scores)))
+
+
+def reveal_ranks(party, owner, scores, count, exact_scores):
+    """Step 10 for any job that ranks: release exactly ``count`` masked scores through the ranking key's check.
+
+    Returns the ranks (with exact scores, the decrypted values) sealed for the brand.
+    """
+    released = owner.release(scores, Expected(RANKS, count=count, bound=rank_release_bound(exact_scores)))
     values = np.array([math.ldexp(float(v), -2 * owner.key.precision_bits) for v in released])
-    result = values if exact else rankdata(values)
-    return Message(ranks=ciphertext(seal_values(party, result, RANKS)))
+    return seal_values(party, values if exact_scores else rankdata(values), RANKS)

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ...errors import InputError
-from ...kit.options import EncodingOptions, TableSpec, argument, option
+from ...kit.options import LABEL_DP_EPSILON, EncodingOptions, TableSpec, argument, option
 from ...kit.sizes import parse_size
 from ...params import DEFAULT_L2, DP_DELTA, ID_KINDS, PSI_MIN_INTERSECTION
 
@@ -65,11 +65,19 @@ class PropensityOptions(EncodingOptions):
                                       "sent it).")
     paillier_key_bits: int | None = option(None, "Shorter Paillier keys, for tests only (warns); each party must "
                                            "also allow weak keys in its own settings.", hidden=True)
-    label_dp_epsilon: float | None = option(None, "Label differential privacy towards the media: the labels enter "
-                                            "training once, with Gaussian noise for (epsilon, delta)-DP; rows are "
-                                            "clipped and early stopping is off.", low=0, low_open=True)
+    label_dp_epsilon: float | None = option(LABEL_DP_EPSILON, "Label differential privacy towards the media: the "
+                                            "labels enter training once, with Gaussian noise for (epsilon, delta)-DP; "
+                                            "rows are clipped and early stopping is off. 'inf' (--no-label-dp) turns "
+                                            "it off: the report then says what the media can learn.", low=0,
+                                            low_open=True)
     label_dp_delta: float = option(DP_DELTA, "The delta of label DP.", low=0, high=1, low_open=True,
                                    high_open=True)
+
+    def __post_init__(self):
+        super().__post_init__()
+        # epsilon inf is no label DP: one value (None) for "off" wherever the options are read
+        if self.label_dp_epsilon is not None and math.isinf(self.label_dp_epsilon):
+            object.__setattr__(self, "label_dp_epsilon", None)
 
     def check(self):
         try:
@@ -78,8 +86,6 @@ class PropensityOptions(EncodingOptions):
             raise InputError(f"{argument('top', self.top)} is neither a percentage in (0, 100] nor a positive "
                              f"count") from None
         if self.label_dp_epsilon is not None:
-            if not math.isfinite(self.label_dp_epsilon):
-                raise InputError(f"{argument('label_dp_epsilon', self.label_dp_epsilon)} must be finite")
             from ...dp import noise_multiplier
 
             noise_multiplier(self.label_dp_epsilon, 1, self.label_dp_delta)  # the accountant is installed
