@@ -10,6 +10,7 @@ The public API mirrors the command line, one function per command:
 ``fedscore psi``                            :func:`psi`
 ``fedscore lookalike``                      :func:`lookalike`
 ``fedscore propensity``                     :func:`propensity`
+``fedscore propensity --model DIR``         :func:`propensity_score`
 ``fedscore segment``                        :func:`segment`
 ``fedscore segment --model DIR``            :func:`segment_assign`
 ``fedscore horizontal kmeans``              :func:`horizontal_kmeans`
@@ -38,6 +39,7 @@ _PUBLIC = {
     "psi": "fedscore.api.psi",
     "lookalike": "fedscore.api.lookalike",
     "propensity": "fedscore.api.propensity",
+    "propensity_score": "fedscore.api.propensity",
     "segment": "fedscore.api.segment",
     "segment_assign": "fedscore.api.segment",
     "horizontal_kmeans": "fedscore.api.horizontal_kmeans",

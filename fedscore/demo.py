@@ -139,7 +139,9 @@ def _propensity_headline(summary, run_dir):
     report = _read_json(Path(run_dir) / "brand" / "report.json") or {}
     auc = report.get("validation", {}).get("auc")
     found = f"validation AUC {auc:.3f}, " if auc is not None else ""
-    return f"{found}{report.get('scored_users', 0):,} scored"
+    by_source = report.get("scored_by_source") or {}
+    split = ", ".join(f"{count:,} {source}" for source, count in by_source.items())
+    return f"{found}{report.get('scored_users', 0):,} scored" + (f" ({split})" if split else "")
 
 
 def _brand_alone(data):

@@ -17,6 +17,7 @@ from fedscore.audit import audit_ledger, read_transcript
 from fedscore.cli import main
 from fedscore.errors import FedscoreError, InputError
 from fedscore.kit.model import ModelFile, score_file
+from fedscore.kit.options import LABEL_DP_EPSILON
 from fedscore.kit.table import PartyTable
 from fedscore.ledger import COORDINATOR, Ledger, read_ledger
 from fedscore.protocols import drive
@@ -92,10 +93,12 @@ def test_local_ckks_end_to_end(tmp_path, decryptions):
     report = result.report
     assert report["matched_users"] == 240
     assert report["validation"]["auc"] > 0.7
-    to_score = set(brand.loc[brand["y"] == "", "uid"]) & set(media["uid"])
-    assert set(result.scores["uid"]) == to_score  # every unlabelled matched user, nobody else
+    unlabelled = set(brand.loc[brand["y"] == "", "uid"])
+    assert set(result.scores["uid"]) == unlabelled and result.scores["uid"].is_unique  # every customer to score
+    joint = set(result.scores.loc[result.scores["source"] == "joint", "uid"])
+    assert joint == unlabelled & set(media["uid"])  # the matched ones by the joint model, the rest by the brand's
     assert result.scores["score"].between(0, 1).all() and result.scores["score"].is_monotonic_decreasing
-    assert len(result.top) == round(0.2 * len(to_score))
+    assert len(result.top) == round(0.2 * len(unlabelled))
     assert result.brand_model.intercept is not None and len(result.brand_model.coef) == 4  # spend + 3 segments
     assert len(result.media_model.coef) == 2 and result.media_model.intercept is None
     check_ledger(tmp_path / "run")
@@ -141,7 +144,9 @@ def test_deployment(tmp_path):
                         backend="ckks", paillier_key_bits=1024, engine="deployment", random_state=0,
                         min_intersection=100)
     assert result.report["validation"]["users"] > 0
-    assert len(result.scores) == len(set(brand.loc[brand["y"] == "", "uid"]) & set(media["uid"]))
+    joint = result.scores[result.scores["source"] == "joint"]
+    assert set(result.scores["uid"]) == set(brand.loc[brand["y"] == "", "uid"])
+    assert set(joint["uid"]) == set(brand.loc[brand["y"] == "", "uid"]) & set(media["uid"])
     entries = check_ledger(tmp_path / "run")
     assert sum(e["step"] == "propensity.brand_round" for e in entries) == 2  # one epoch: request and reply
 
@@ -198,6 +203,11 @@ def test_options():
     assert options().l2 == params.DEFAULT_L2 and options().label_dp_delta == params.DP_DELTA
     with pytest.raises(InputError, match="label_column"):
         PropensityOptions.from_dict({"id_column": "uid"})
+    # the safe choice is the default; opting out is explicit
+    assert options().label_dp_epsilon == LABEL_DP_EPSILON
+    assert (options().min_category_count, options().outlier_quantile) == (20, 0.005)
+    for off in (float("inf"), "inf", None):
+        assert options(label_dp_epsilon=off).label_dp_epsilon is None
 
 
 def test_options_module_imports_no_numerical_library():
@@ -225,7 +235,8 @@ def test_early_stopping_keeps_the_best_epoch_and_its_score_is_the_validation_bri
     """Patience 1 stops once the validation score stalls; the kept weights score what the brand was told."""
     brand, media = tables(random_state=4)
     result = propensity(brand, media, id_column="uid", label_column="y", out=tmp_path / "run", epochs=20,
-                        patience=1, backend="paillier", paillier_key_bits=1024, random_state=0)
+                        patience=1, backend="paillier", paillier_key_bits=1024, random_state=0,
+                        label_dp_epsilon=None)  # early stopping is off under label DP
     stopping = result.report["early_stopping"]
     history = stopping["validation_brier"]
     best = stopping["best_epoch"]
@@ -268,6 +279,7 @@ def test_each_model_half_reproduces_the_partial_logits_the_ranking_used(tmp_path
         assert not (tmp_path / f"{role}_scores.csv").exists()
     # the two halves add up to the joint model whose order the brand's scores follow
     scores = pd.read_csv(tmp_path / "brand" / "scores.csv", dtype={"uid": str})
+    scores = scores[scores["source"] == "joint"]
     brand_state = transport.parties["brand"].state["propensity"]
     joint = dict(zip(brand_state.ids, np.clip(used["brand"], -64, 64) + np.clip(used["media"], -64, 64)))
     assert np.all(np.diff([joint[uid] for uid in scores["uid"]]) <= 1e-9)  # sorted by score, highest first
@@ -292,13 +304,14 @@ def test_cli_contract(tmp_path):
         "--id-column", "uid", "--label-column", "y", "--out", str(out), "--epochs", "3", "--top", "10%",
         "--engine", "local"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("propensity: 240 matched users, ")
+    assert result.stdout.startswith("propensity: 240 matched users, ")
+    assert f"label DP: epsilon {LABEL_DP_EPSILON:g}, delta 1e-06" in result.stdout  # on by default, and said
     assert {p.name for p in (out / "brand").iterdir()} >= {"scores.csv", "top.csv", "model.json", "report.json"}
     assert {p.name for p in (out / "media").iterdir()} >= {"model.json"}
     assert (out / "ledger.jsonl").is_file()
     scores, top = pd.read_csv(out / "brand" / "scores.csv"), pd.read_csv(out / "brand" / "top.csv")
-    assert list(scores.columns) == ["uid", "score"] and list(top.columns) == ["uid", "score"]
-    assert set(scores["uid"]) == set(brand.loc[brand["y"] == "", "uid"]) & set(media["uid"])
+    assert list(scores.columns) == ["uid", "score", "source"] and list(top.columns) == ["uid", "score", "source"]
+    assert set(scores["uid"]) == set(brand.loc[brand["y"] == "", "uid"])
     assert len(top) == round(0.1 * len(scores)) and set(top["uid"]) <= set(scores["uid"])
     report = json.loads((out / "brand" / "report.json").read_text())
     assert set(report["validation"]) >= {"auc", "ks", "lift_at_10pct"}
@@ -348,3 +361,29 @@ def test_label_dp_is_refused_with_a_bad_epsilon(tmp_path):
     with pytest.raises(InputError, match="epsilon"):
         propensity(brand, media, id_column="uid", label_column="y", out=tmp_path / "run", label_dp_epsilon=0.0)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fate").is_dir(), reason="shared data not available")
+def test_the_media_logit_has_a_public_bound_when_weights_grow(tmp_path):
+    """Breast with label DP: no weights reproduce the noisy label aggregate, the media's weights grow
+    epoch after epoch, and ``u²`` once grew too large for CKKS to encode ("encoded values are too
+    large" by the eighth epoch). Clipped to the public limit, every epoch's quantiles stay inside it."""
+    from fedscore.protocols.propensity.common import MEDIA_LOGIT_LIMIT
+
+    brand = pd.read_csv(SHARED_DATA / "fate" / "breast_hetero_guest.csv", dtype=str).rename(columns={"id": "uid"})
+    media = pd.read_csv(SHARED_DATA / "fate" / "breast_hetero_host.csv", dtype=str).rename(columns={"id": "uid"})
+    summary, transport, _ = run_in_process(tmp_path, brand, media, epochs=10, random_state=0, label_dp_epsilon=1.0,
+                                           min_intersection=10)
+    state = transport.parties["media"].state["propensity"]
+    assert summary["epochs_run"] == 10
+    assert np.abs(state.quantiles).max() <= MEDIA_LOGIT_LIMIT
+    assert np.abs(state.features @ state.optimizer.weights_).max() > MEDIA_LOGIT_LIMIT  # the limit did bind
+
+
+def test_the_brand_refuses_media_quantiles_beyond_the_public_limit(tmp_path, monkeypatch):
+    from fedscore.protocols.propensity import media as media_party
+
+    brand, media = tables(random_state=3)
+    monkeypatch.setattr(media_party, "media_quantiles", lambda z: np.linspace(-100.0, 100.0, 64))
+    with pytest.raises(FedscoreError, match="quantiles exceed the public limit"):
+        run_in_process(tmp_path, brand, media, epochs=2, random_state=0, paillier_key_bits=1024)

@@ -343,7 +343,7 @@ def _job_runs(root):
     run = runs["propensity"] = root / "propensity"
     y, score, _ = _scores()
     validation = scoring_section("v", y, score)
-    _write(run / "summary.json", {"job": "propensity", "psi": {"intersection": 3000}, "ranked_rows": 1208,
+    _write(run / "summary.json", {"job": "propensity", "psi": {"intersection": 3000}, "ranked_users": 1208,
                                   "epochs_run": 10})
     _write(run / "brand" / "report.json", {
         "matched_users": 3000, "training_users": 1792, "scored_users": 760, "top": {"size": "10%", "count": 76},

@@ -143,7 +143,7 @@ def test_halves_of_two_runs_or_the_wrong_half_are_refused(trained, tmp_path):
         configs[role] = {"data": str(path), "out": str(tmp_path / role), "model": str(half)}
     coordinator = Coordinator(local.LocalTransport(configs), Ledger())
     with pytest.raises(PartyError, match="party 'media' failed: the brand's half of the model is not from the "
-                                         "segmentation run this media's half comes from"):
+                                         "fedscore segment run this media's half comes from"):
         run(coordinator, SegmentAssignOptions.from_dict({"id_column": "uid"}))
     with pytest.raises(InputError, match="this is the brand's half of the model; the media needs its own"):
         segment_assign(*tables, model={"brand": result.out / "brand", "media": result.out / "brand"},
@@ -192,7 +192,7 @@ def test_the_round_runs_once(trained, tmp_path):
     options = SegmentAssignOptions.from_dict({"id_column": "uid"})
     assert run(coordinator, options)["rows"] == len(result.ids)
     for role, step in (("media", "segment_assign.argmin"), ("brand", "segment_assign.mask_distances")):
-        with pytest.raises(PartyError, match=f"{step.split('.')[1]} asked for again: the assignment is one round"):
+        with pytest.raises(PartyError, match=f"{step.split('.')[1]} asked for again: the assignment runs once"):
             coordinator.call(role, step, Message(distances=ciphertext([])))
 
 

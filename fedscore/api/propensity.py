@@ -1,15 +1,24 @@
-"""``fedscore.propensity``: joint propensity scoring of two tables on this machine."""
+"""``fedscore.propensity``: joint propensity scoring of two tables on this machine.
+
+``fedscore.propensity_score``: every customer of a new brand table scored with an earlier
+``propensity`` run's model (``fedscore propensity --model DIR``), each party with its own half.
+"""
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from ..errors import InputError
 from ..kit.model import ModelFile
 from ..kit.options import with_options
 from ..protocols.propensity.options import PropensityOptions
-from ._run import ENGINE, run
+from ..protocols.propensity_score.options import MODEL_KEY, PropensityScoreOptions
+from ._run import ENGINE, _table_file, run
+
+ROLES = ("brand", "media")
 
 
 @dataclass
@@ -23,7 +32,9 @@ class PropensityResult:
         The brand's report (``brand/report.json``): validation AUC, KS, lift at 10 %,
         the early-stopping history and, with label DP, its parameters.
     scores : pandas.DataFrame
-        ``brand/scores.csv``: ID and score (a percentile unless exact scores were asked).
+        ``brand/scores.csv``: every brand user to score, with a calibrated probability and its
+        ``source``: ``joint`` (known to the media, ranked by the joint model) or ``brand only``
+        (ranked by the brand's own model).
     top : pandas.DataFrame
         ``brand/top.csv``: the first rows of ``scores``.
     brand_model, media_model : fedscore.kit.model.ModelFile
@@ -71,9 +82,12 @@ def propensity(brand, media, *, out, engine=ENGINE, overwrite=False, resume=Fals
     -----
     ``exact_scores`` gives the brand calibrated probabilities instead of percentiles.
     This reveals the joint logit of each ranked user, hence (subtracting its own part)
-    the media's partial logit of each: see ``protocols/propensity.md``. With
-    ``label_dp_epsilon`` the labels enter training once, as one aggregate with Gaussian
-    noise, both parties' feature rows are clipped and early stopping is off.
+    the media's partial logit of each: see ``protocols/propensity.md``. Label DP is on by
+    default (``label_dp_epsilon=4``): the labels enter training once, as one aggregate with
+    Gaussian noise, both parties' feature rows are clipped and early stopping is off.
+    ``label_dp_epsilon=float("inf")`` (or None) opts out, and the report says what the media
+    can then learn. Each party merges rare categories and limits outliers on its own rows
+    by default (``min_category_count``, ``outlier_quantile``).
 
     Examples
     --------
@@ -99,3 +113,114 @@ def read_result(out, summary=None):
         top=pd.read_csv(out / "brand" / "top.csv", dtype={0: str}, keep_default_na=False),
         brand_model=ModelFile.load(out / "brand" / "model.json"),
         media_model=ModelFile.load(out / "media" / "model.json"), summary=summary)
+
+
+@dataclass
+class PropensityScoreResult:
+    """What scoring with a trained joint propensity model produced, read back from the run folder.
+
+    Attributes
+    ----------
+    out : Path
+    scores : pandas.DataFrame
+        ``brand/scores.csv``: every row of the brand's new table once, with a calibrated
+        probability (the trained run's maps) and its ``source``: ``joint`` (known to the
+        media, ranked by the joint model) or ``brand only`` (the brand's own model).
+    top : pandas.DataFrame
+        ``brand/top.csv``: the first rows of ``scores``.
+    model_id : str
+        The trained model's id, which both halves share (a digest of its run and shape).
+    reports : dict of str to dict
+        Each party's ``report.json``.
+    summary : dict
+        The run's public summary (``summary.json``).
+    """
+
+    out: Path
+    scores: pd.DataFrame
+    top: pd.DataFrame
+    model_id: str
+    reports: dict
+    summary: dict
+
+
+@with_options(PropensityScoreOptions)
+def propensity_score(brand, media, model, *, out, engine=ENGINE, overwrite=False, resume=False, timeout=600.0,
+                     options):
+    """Score every customer of a new brand table with the model of an earlier ``propensity`` run.
+
+    No label is read and nothing is trained: private ID matching on the new tables, then
+    each party encodes its rows with its own half's saved encoder and the two run the
+    training's private ranking over every matched customer. The brand calibrates the
+    ranks with the map the training run fitted, scores the customers the media does not
+    know with its own saved model and map, and writes one ranking of its whole table.
+
+    Parameters
+    ----------
+    brand : path or pandas.DataFrame
+        The brand's new table: the ID column and the columns its half was trained on
+        (others, a label column too, are ignored).
+    media : path or pandas.DataFrame
+        The media's new table: the ID column and the columns its half was trained on.
+    model : path or dict of str to path
+        The folder of the ``propensity`` run (each party reads ``<model>/<role>/``), or
+        each role's own folder of it. A party's path is its own setting: it is never
+        sent to the other party or the coordinator.
+    out : path
+        Output folder (``brand/`` with ``scores.csv``, ``top.csv``, ``report.json``;
+        ``media/report.json``; ``ledger.jsonl``, ``summary.json``), written atomically.
+    engine, overwrite, resume, timeout
+        As for :func:`propensity`.
+
+    Returns
+    -------
+    PropensityScoreResult
+
+    Raises
+    ------
+    InputError
+        A half that is missing, of another kind or of the other party, a brand half
+        without its saved calibration, a table without a column the half needs, a cell
+        its encoder cannot encode, two halves of different trained models: all before the
+        run starts. (Across organisations the parties refuse the last themselves, before
+        anything but their model ids is exchanged.)
+
+    Examples
+    --------
+    >>> propensity("brand.csv", "media.csv", id_column="uid", label_column="y", out="may")  # doctest: +SKIP
+    >>> june = propensity_score("brand-june.csv", "media-june.csv", model="may", id_column="uid",
+    ...                         out="june")  # doctest: +SKIP
+    >>> june.scores.head()  # doctest: +SKIP
+    """
+    from ..protocols.propensity_score.brand import load_scoring  # the parties' own checks (heavy import)
+    from ..protocols.propensity_score.common import check_inputs, model_id
+
+    halves = model if isinstance(model, dict) else {role: model for role in ROLES}
+    missing = [role for role in ROLES if not halves.get(role)]
+    if missing:
+        raise InputError(f"model: no half given for the {', '.join(missing)}")
+    settings = {role: {MODEL_KEY: str(Path(halves[role]).absolute())} for role in ROLES}
+    # Both parties run here, for the caller, who asked for the key size: both consent to it.
+    if options.paillier_key_bits:
+        settings = {role: {**config, "allow_weak_keys": True} for role, config in settings.items()}
+    with tempfile.TemporaryDirectory(prefix="fedscore-propensity_score-") as scratch:
+        tables = {role: _table_file(table, Path(scratch) / f"{role}.csv") for role, table in zip(ROLES, (brand, media))}
+        ids = {}
+        for role in ROLES:  # every row encoded with the half's encoder: a bad cell or an unseen value fails here
+            config = {**settings[role], "data": str(tables[role])}
+            half = check_inputs(options, role, config)[1]
+            if role == "brand":
+                load_scoring(config, half)
+            ids[role] = model_id(half)
+        if ids["brand"] != ids["media"]:  # what the parties check in the run, checked here before it starts
+            raise InputError(f"the brand's and the media's halves of the model are not from the same propensity "
+                             f"run (model ids {ids['brand']} and {ids['media']}): give each party its own half of "
+                             "the same run")
+        summary = run("propensity_score", tables, options, out=out, engine=engine, overwrite=overwrite,
+                      resume=resume, timeout=timeout, settings=settings)
+    out = Path(out)
+    reports = {role: json.loads((out / role / "report.json").read_text(encoding="utf-8")) for role in ROLES}
+    return PropensityScoreResult(
+        out=out, scores=pd.read_csv(out / "brand" / "scores.csv", dtype={0: str}, keep_default_na=False),
+        top=pd.read_csv(out / "brand" / "top.csv", dtype={0: str}, keep_default_na=False),
+        model_id=reports["brand"]["model_id"], reports=reports, summary=summary)

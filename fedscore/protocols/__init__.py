@@ -37,6 +37,8 @@ JOBS = {
                      "lookalike.md"),
     "propensity": Job(f"{_PKG}.propensity.coordinator:run", f"{_PKG}.propensity.options:PropensityOptions",
                       "propensity.md"),
+    "propensity_score": Job(f"{_PKG}.propensity_score.coordinator:run",
+                            f"{_PKG}.propensity_score.options:PropensityScoreOptions", "propensity.md"),
     "segment": Job(f"{_PKG}.segment.coordinator:run", f"{_PKG}.segment.options:SegmentOptions",
                    "segment_vertical.md"),
     "segment_assign": Job(f"{_PKG}.segment_assign.coordinator:run",
@@ -79,6 +81,13 @@ STEPS = {
     "propensity.rank_mask": {"brand": f"{_PKG}.propensity.brand:rank_mask"},
     "propensity.rank_reveal": {"media": f"{_PKG}.propensity.media:rank_reveal"},
     "propensity.finish": {"brand": f"{_PKG}.propensity.brand:finish"},
+
+    "propensity_score.load": {"brand": f"{_PKG}.propensity_score.brand:load",
+                              "media": f"{_PKG}.propensity_score.media:load"},
+    "propensity_score.rank_encrypt": {"media": f"{_PKG}.propensity_score.media:rank_encrypt"},
+    "propensity_score.rank_mask": {"brand": f"{_PKG}.propensity_score.brand:rank_mask"},
+    "propensity_score.rank_reveal": {"media": f"{_PKG}.propensity_score.media:rank_reveal"},
+    "propensity_score.finish": {"brand": f"{_PKG}.propensity_score.brand:finish"},
 
     "segment.setup": {ANY_PARTY: f"{_PKG}.segment.party:setup"},
     "segment.keys": {ANY_PARTY: f"{_PKG}.segment.party:keys"},

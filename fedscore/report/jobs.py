@@ -27,7 +27,9 @@ TITLES = {
     "psi": "Private ID matching",
     "lookalike": "Hidden-seed lookalike",
     "propensity": "Joint propensity",
+    "propensity_score": "Propensity scores with a trained model",
     "segment": "Persona segmentation",
+    "segment_assign": "New users into trained personas",
     "horizontal_kmeans": "Horizontal segmentation",
     "horizontal_lr": "Horizontal scoring",
 }
@@ -120,16 +122,40 @@ def _psi_learned(summary):
     }
 
 
+OPTED_OUT_LOOKALIKE = (
+    "label DP was off (opted out): the label aggregate it received is exact up to encryption noise, so for a user "
+    "whose encoded row stands alone in a column (a category no other training user holds, or an outlying value) "
+    "it gives that user's seed membership, and its model and scores carry the same; merging rare categories and "
+    "limiting outliers (the default encoding) narrows this to the users who still stand out.")
+
+OPTED_OUT_PROPENSITY = (
+    "label DP was off (opted out): each epoch's gradient is an exact aggregate of the training users' residuals, "
+    "so for a user whose encoded row stands alone in a column (a category no other user holds, or an outlying "
+    "value) it gives that user's label and whether the user is a training user; merging rare categories and "
+    "limiting outliers (the default encoding) narrows this to the users who still stand out.")
+
+TRAINING_MEMBERSHIP = (
+    "which matched customers are training customers is not protected by label DP: each epoch's gradient, before "
+    "the noisy label term is subtracted, sums only over them. Merging rare categories and limiting outliers (the "
+    "default encoding) keeps a single customer from standing out in it.")
+
+
 def _lookalike_learned(summary):
     # protocols/lookalike.md, "What each party learns"
-    noisy = " (with Gaussian noise: label DP)" if summary.get("label_dp") else ""
+    dp = summary.get("label_dp") or {}
+    noisy = f" (with Gaussian noise: label DP, epsilon {dp.get('epsilon', float('nan')):g})" if dp else ""
     media = [f"the size of the seed list; per feature, its sum over the seed members in its training rows, and "
              f"their number{noisy}: what the model needs, and an estimate of how many seed IDs it holds; which "
              "model candidate was chosen."]
     if summary.get("exclude_seed", True):
         media.append("which of its top-scored users are seed members (one bit each, for as many users as the "
                      "largest audience plus the seed list), to leave them out of the audiences.")
-    media.append("it does not learn any other user's seed membership, the held-out AUC or counts, the brand's IDs.")
+    if summary.get("label_dp"):
+        media.append("it does not learn any other user's seed membership, the held-out AUC or counts, the brand's "
+                     "IDs.")
+    else:
+        media.append(OPTED_OUT_LOOKALIKE)
+        media.append("it does not learn the held-out AUC or counts, the brand's IDs.")
     return {
         "brand": ["which of the media's (pseudonymous) positions match its seed, and how many encoded features "
                   "the media has; over the held-out media users, per model candidate, the AUC, the seed members "
@@ -154,23 +180,42 @@ def _propensity_learned(summary):
                  "; with exact scores, each one's joint score, hence the media's partial score of each." if exact
                  else "; an order only, no score."),
              "it does not learn any media feature, the media's weights or gradient."]
-    media = ["the customers both parties know (not which are labelled, held back or to be scored), the size of "
-             "the brand's table, how many customers it trains on and how many it ranks; its own gradient and "
-             "weights each epoch.",
+    media = ["the customers both parties know, the size of the brand's table, how many customers it trains on "
+             "and how many it ranks; its own gradient and weights each epoch.",
              "the best epoch and the epoch training stopped: a few bits that depend on the validation labels"
              + (" (not with label DP)." if summary.get("label_dp") else "."),
              "the ranked customers' " + ("joint scores" if exact else "scores, shuffled and rescaled")
              + ", linked to no one.",
-             "it does not learn a label, a brand feature, the brand's weights, partial scores or gradient, the ranks."]
+             "it does not learn a brand feature, the brand's weights, partial scores or gradient, the ranks."]
     if summary.get("label_dp"):
-        media.append("with label DP, everything above that depends on the labels comes from one noisy release of "
-                     "the label aggregate.")
+        media.append(f"with label DP (epsilon {summary['label_dp'].get('epsilon', float('nan')):g}), everything "
+                     "above that depends on the labels comes from one noisy release of the label aggregate: no "
+                     "single label can be read from it.")
+        media.append(TRAINING_MEMBERSHIP)
+    else:
+        media.append(OPTED_OUT_PROPENSITY)
     return {
         "brand": brand,
         "media": media,
         COORDINATOR: ["the run's options, public keys and sizes (users per table, matched, features per party, "
                       "training and ranked customers); per epoch the two convergence flags and the brand's stop "
                       "flag and best epoch. Every gradient, quantile and score it relayed was encrypted or sealed."],
+    }
+
+
+def _propensity_score_learned(summary):
+    # protocols/propensity.md, "Scoring with a trained model", "What each party learns"
+    return {
+        "brand": ["the customers both parties know, and the rank of each under the trained joint model (with a "
+                  "model trained with exact scores, each one's joint score, hence the media's partial score of "
+                  "each); whether the media's half is of the same trained model.",
+                  "it does not learn any media feature, the media's weights or partial scores."],
+        "media": ["the customers both parties know, and that the brand ranks all of them (a count it holds): nothing "
+                  "about which customers the brand scores; their scores, shuffled and rescaled, linked to no one; "
+                  "whether the brand's half is of the same trained model.",
+                  "no label (none is read), no rank, no brand feature, weight or partial score."],
+        COORDINATOR: ["sizes (rows per table, customers both know, features per party) and the media's public "
+                      "ranking key. The model ids, scores and ranks it relayed were sealed or encrypted."],
     }
 
 
@@ -191,6 +236,19 @@ def _segment_learned(summary):
                       "initial rows' positions, how many restarts still run each round, the number of rounds and "
                       "whether the kept restart converged. Every distance, assignment and profile it relayed was "
                       "encrypted or sealed."],
+    }
+
+
+def _segment_assign_learned(summary):
+    # protocols/segment_vertical.md, "Assigning new users with a trained model"
+    return {
+        "brand": ["the persona of each new person both parties know; nothing from the masking; whether the media's "
+                  "half of the model is of the same trained model."],
+        "media": ["the persona of each new person both parties know; per person, one row of its distances to the "
+                  "personas, scaled, shifted and shuffled by the brand; whether the brand's half is of the same "
+                  "trained model."],
+        COORDINATOR: ["sizes (rows per party, people both know, features per party) and the number of personas. "
+                      "The model ids, distances and personas it relayed were sealed or encrypted."],
     }
 
 
@@ -248,7 +306,9 @@ _LEARNED = {
     "psi": _psi_learned,
     "lookalike": _lookalike_learned,
     "propensity": _propensity_learned,
+    "propensity_score": _propensity_score_learned,
     "segment": _segment_learned,
+    "segment_assign": _segment_assign_learned,
     "horizontal_kmeans": _horizontal_kmeans_learned,
     "horizontal_lr": _horizontal_lr_learned,
 }
@@ -297,8 +357,8 @@ def _lookalike(run, role, summary):
             "finds seed members it never trained on: the audiences in this table are cut from those held-out "
             "users. ")
     if files:
-        note += (f"The media's audience files are cut from all {media_rows:,} of its users, seed members left out "
-                 f"({files}). ")
+        kept = "seed members left out" if summary.get("exclude_seed") else "seed members included"
+        note += f"The media's audience files are cut from all {media_rows:,} of its users, {kept} ({files}). "
     note += report.get("notes", "")
     section = {
         "name": "Lookalike quality: seed members found among held-out media users",
@@ -316,7 +376,7 @@ def _lookalike(run, role, summary):
              ["seed members among the held-out users", seeds]]
     if report.get("chosen_l2") is not None:
         facts.append(["model chosen (L2 penalty, of the candidates)", f"{report['chosen_l2']:g}"])
-    facts += _dp_facts(report.get("label_dp"), "label DP")
+    facts += _label_dp_facts(report.get("label_dp"))
     kpis = []
     if isinstance(report.get("matched_seed"), int) and isinstance(report.get("seed_size"), int):
         kpis.append([f"{report['matched_seed']:,} of {report['seed_size']:,}", "seed IDs found among the media's users"])
@@ -336,15 +396,16 @@ def _lookalike_media(run, summary):
         if count is None:
             continue
         share = f" ({count / users:.1%} of them)".replace(".0%", "%") if users else ""
+        kept = "seed members left out" if summary.get("exclude_seed") else "seed members included"
         facts.append([f"audience top {_size_text(size)} ({path.name})",
-                      f"{count:,} of its {users:,} users{share}, seed members left out" if users else f"{count:,}"])
+                      f"{count:,} of its {users:,} users{share}, {kept}" if users else f"{count:,}"])
     model = _read_json(folder / "model.json") or {}
     training = model.get("training") or {}
     if training.get("l2") is not None:
         candidates = training.get("l2_candidates") or []
         facts.append(["model chosen (L2 penalty" + (f", of {len(candidates)} candidates)" if candidates else ")"),
                       f"{training['l2']:g}"])
-    facts += _dp_facts(training.get("label_dp"), "label DP")
+    facts += _label_dp_facts(training.get("label_dp"))
     kpis = [[f"{len(files)}", "audiences written"]] if files else []
     notes = ["The media selects its audiences itself; how well they find seed members is measured by the brand, on "
              "held-out users, and is not shown to the media."]
@@ -363,15 +424,24 @@ def _propensity(run, role, summary):
         short="joint propensity, validation", held_by=role, label="joint model (brand + media)",
         population="validation customers", positives_label="of them positive",
         note=(f"Trained on {report.get('training_users', 0):,} of the {report.get('matched_users', 0):,} customers "
-              "both parties know, without either seeing the other's columns; the media never saw a label, the "
+              "both parties know, without either seeing the other's columns; the media received no label, the "
               "brand never saw a media value or partial score."))
     top = report.get("top") or {}
+    by_source = report.get("scored_by_source") or {}
     facts = [["customers both parties know", report.get("matched_users")],
              ["training customers (labelled)", report.get("training_users")],
              ["validation customers (labelled, held back)", validation.get("users")],
              ["customers scored (no label yet)", report.get("scored_users")],
+             *[[f"of them scored by the {model}", by_source.get(source)] for source, model in (
+                 ("joint", "joint model (known to the media)"),
+                 ("brand only", "brand's own model (unknown to the media)"))],
              [f"top {top.get('size', '')} of the customers scored (top.csv)", top.get("count")],
              ["epochs run", report.get("epochs_run")]]
+    own_auc = (report.get("brand_only") or {}).get("validation", {}).get("auc")
+    if _finite(own_auc):
+        facts.append(["brand's own model, AUC on the same validation customers",
+                      f"{own_auc:.3f} (joint model {validation['auc']:.3f})" if _finite(validation.get("auc"))
+                      else f"{own_auc:.3f}"])
     stopping = report.get("early_stopping") or {}
     if stopping.get("enabled") and stopping.get("best_epoch") is not None:
         facts.append(["best epoch (validation Brier score; its weights rank)", stopping["best_epoch"]])
@@ -384,12 +454,40 @@ def _propensity_media(run, summary):
     psi = summary.get("psi") or {}
     model = _read_json(run / "media" / "model.json") or {}
     facts = [["customers both parties know", psi.get("intersection")],
-             ["customers the brand ranked", summary.get("ranked_rows")],
+             ["customers both know that were ranked (validation customers and customers to score)",
+              summary.get("ranked_users")],
              ["epochs run", summary.get("epochs_run")],
              ["media columns in the model (encoded)", len(model.get("feature_names") or []) or None]]
-    notes = ["The media holds its half of the model (model.json): it scores nothing alone, and it sees no label, "
-             "no score of a named customer and no rank."]
+    notes = ["The media holds its half of the model (model.json): it scores nothing alone, and it receives no "
+             "label, no score of a named customer and no rank (what its gradients tell: see what it learned)."]
     return {"facts": _present(facts), "notes": notes}
+
+
+def _propensity_score(run, role, summary):
+    report = _read_json(run / role / "report.json")
+    if not report:
+        return {}
+    trained = report.get("trained_run_id") or "unknown"
+    if role != "brand":
+        facts = [["customers both parties know (ranked)", report.get("ranked_users")],
+                 ["media columns in the model (encoded)", report.get("features")], ["model id", report.get("model_id")]]
+        notes = [f"The media ranked the brand's masked, shuffled scores with its half of the trained model (its run: "
+                 f"{trained}); it received no label and no score of a named customer. Nothing was trained."]
+        return {"facts": _present(facts), "notes": notes}
+    top = report.get("top") or {}
+    by_source = report.get("scored_by_source") or {}
+    facts = [["customers in the brand's table (every one scored)", report.get("scored_users")],
+             ["customers both parties know (ranked privately)", report.get("ranked_users")],
+             *[[f"of them scored by the {model}", by_source.get(source)] for source, model in (
+                 ("joint", "joint model (known to the media)"),
+                 ("brand only", "brand's own model (unknown to the media)"))],
+             [f"top {top.get('size', '')} of the customers scored (top.csv)", top.get("count")],
+             ["model id", report.get("model_id")]]
+    notes = [f"Scored with the trained model of run {trained}: no label read, nothing trained."]
+    if isinstance(report.get("score"), str):
+        notes.append(f"scores.csv: {report['score']}.")
+    return {"facts": _present(facts), "kpis": [[f"{report.get('scored_users', 0):,}", "customers scored"]],
+            "notes": notes}
 
 
 def _segment(run, role, summary):
@@ -411,6 +509,21 @@ def _segment(run, role, summary):
              ["personas released", f"{len(released)} of {len(profiles)}"],
              ["iterations", summary.get("n_iter")], ["converged", summary.get("converged")]]
     return {"personas": [section], "kpis": [[f"{len(released)}", "personas released"]], "facts": _present(facts)}
+
+
+def _segment_assign(run, role, summary):
+    report = _read_json(run / role / "report.json")
+    if not report:
+        return {}
+    sizes = report.get("segment_sizes") or []
+    facts = [["new people both parties know (assigned)", report.get("assigned_users")],
+             ["personas of the trained model", report.get("k")],
+             ["people per persona (segment 0, 1, ...)", ", ".join(f"{s:,}" for s in sizes) or None],
+             ["rows with a value the trained encoder had not seen", report.get("rows_with_unseen_values")]]
+    notes = [f"Each person in segments.csv is in the persona of the trained model (its run: "
+             f"{report.get('trained_run_id') or 'unknown'}) nearest on both parties' columns; nothing was trained."]
+    return {"facts": _present(facts), "kpis": [[f"{report.get('assigned_users', 0):,}", "people assigned"]],
+            "notes": notes}
 
 
 def _horizontal_kmeans(run, role, summary):
@@ -472,7 +585,9 @@ _BUILDERS = {
     "psi": _psi,
     "lookalike": _lookalike,
     "propensity": _propensity,
+    "propensity_score": _propensity_score,
     "segment": _segment,
+    "segment_assign": _segment_assign,
     "horizontal_kmeans": _horizontal_kmeans,
     "horizontal_lr": _horizontal_lr,
 }
@@ -502,6 +617,11 @@ def _audience_files(sizes, users):
     except ValueError:
         return ""
     return ", ".join(f"top {_size_text(size.text)} = {size.of(users):,} users" for size in parsed)
+
+
+def _label_dp_facts(dp):
+    """The label-DP epsilon and delta of a run, or a line saying it was turned off: every report states it."""
+    return _dp_facts(dp, "label DP") or [["label DP", "off (opted out): see what the media learned"]]
 
 
 def _dp_facts(dp, what):

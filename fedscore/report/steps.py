@@ -39,6 +39,12 @@ STEP_WORDS = {
     "propensity.rank_mask": "private ranking of the customers to score",
     "propensity.rank_reveal": "private ranking of the customers to score",
     "propensity.finish": "private ranking of the customers to score",
+    # protocols/propensity.md, "Scoring with a trained model"
+    "propensity_score.load": "set-up: each party's half of the trained model",
+    "propensity_score.rank_encrypt": "private ranking of the new customers with the trained model",
+    "propensity_score.rank_mask": "private ranking of the new customers with the trained model",
+    "propensity_score.rank_reveal": "private ranking of the new customers with the trained model",
+    "propensity_score.finish": "private ranking of the new customers with the trained model",
     # protocols/segment_vertical.md
     "segment.setup": "set-up: sizes and keys",
     "segment.keys": "set-up: sizes and keys",
@@ -82,6 +88,10 @@ RELEASED = {
     ("propensity.media_update", "media_gradient"): "its own gradient each epoch",
     ("propensity.rank_reveal", "scores"): "the ranked customers' scores, shuffled and rescaled",
     ("propensity.finish", "ranks"): "the rank of each customer it asked to score",
+    ("propensity_score.rank_encrypt", "model"): "the other party's model id: whether its half is of the same model",
+    ("propensity_score.rank_mask", "model"): "the other party's model id: whether its half is of the same model",
+    ("propensity_score.rank_reveal", "scores"): "the matched customers' scores, shuffled and rescaled",
+    ("propensity_score.finish", "ranks"): "the rank of each matched customer",
     # protocols/segment_vertical.md
     ("segment.encrypt_distances", "positions"): "each shared person's persona after the round",
     ("segment.write_profiles", "profile"): "the other party's averages per released persona",

@@ -220,7 +220,10 @@ def evaluate(party, msg):
         },
         "label_dp": state.dp,
         "notes": "Held-out figures count seed members only: unlabelled users who are like the seed count as "
-                 "misses, so precision is a lower bound.",
+                 "misses, so precision is a lower bound." + (
+                     f" The L2 penalty was chosen among {len(results)} candidates on these same held-out users, "
+                     "which makes the AUC slightly optimistic (label DP, the default, trains one and reports it "
+                     "unselected)." if len(results) > 1 else ""),
         "warnings": reliability_warnings(int(positives), None, "the held-out figures"),
     }
     (party.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -3,7 +3,9 @@
 The brand holds the labels, its own features and its block of the model, with the
 intercept. It encrypts the residual's coefficients under its own key, computes its
 gradient under the media's key, decides on early stopping from a validation score only
-it can read, and ranks its users to score without seeing the media's partial logits.
+it can read, and ranks its users to score without seeing the media's partial logits;
+those the media does not know it scores with its own model, and it merges both into one
+calibrated ranking, locally.
 Section numbers are the steps of the spec's message flow.
 """
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
+from scipy.special import expit, logit
 from scipy.stats import rankdata
 
 from ... import dp
@@ -21,9 +23,10 @@ from ...errors import InputError, ProtocolError
 from ...he import load_context
 from ...he.random import uniform
 from ...kit.encoder import FeatureEncoder
+from ...kit.inputs import read_inputs
 from ...kit.model import ModelFile
 from ...kit.release import Expected, KeyOwner
-from ...metrics import audience_table, auc, gain_curve, ks, lift_at
+from ...metrics import audience_table, auc, auc_interval, gain_curve, ks, lift_at, reliability_warnings
 from ...wire import Message, ciphertext, control, public, size
 from ..vertical_lr import (
     BoundOptimizer,
@@ -31,6 +34,7 @@ from ..vertical_lr import (
     create_key,
     encrypt_scaled,
     encrypted_products,
+    fit_from_aggregate,
     label_dp_budget,
     mask,
     masked_release_bound,
@@ -48,6 +52,7 @@ from .common import (
     CONVERGENCE_TOL,
     LABEL_TERM,
     MEDIA_GRADIENT,
+    MEDIA_LOGIT_LIMIT,
     QUANTILES,
     RANK_LOGIT_LIMIT,
     RANK_OFFSET_BITS,
@@ -281,6 +286,8 @@ def brand_round(party, msg):
     quantiles = open_values(party, msg["quantiles"], QUANTILES, round=epoch)
     if quantiles.ndim != 1 or len(quantiles) < 3 or not np.all(np.isfinite(quantiles)):
         raise ProtocolError("the media's logit quantiles are malformed")
+    if np.max(np.abs(quantiles)) > MEDIA_LOGIT_LIMIT:  # every bound below rests on it
+        raise ProtocolError(f"the media's logit quantiles exceed the public limit of ±{MEDIA_LOGIT_LIMIT:g}: refused")
     design = BoundOptimizer.design(state.features, True)
     lookahead = state.optimizer.lookahead
     z_b = design @ lookahead
@@ -364,66 +371,324 @@ def rank_mask(party, msg):
     """
     state = party.phase("propensity")
     options, stopping = state.options, state.stopping
-    context = load_context(msg["public_context"], allow_weak_key=weak_keys_allowed(party))
-    if context.scheme != "paillier":
-        raise ProtocolError("the media's partial logits must come one Paillier ciphertext per user, to be shuffled")
-    media_logits = context.load_vector(msg["media_logits"])
-    if media_logits.size != len(state.features):
-        raise ProtocolError(f"received {media_logits.size} encrypted scores for {len(state.features)} matched users")
+    media_logits = ranking_ciphertexts(party, msg, len(state.features))
     weights = kept_weights(state.optimizer, state.best_weights, stopping.best_epoch_)
     state.model = save_model(party, state.encoder, weights[:-1], float(weights[-1]), state.label_dp, {
         "l2": options.l2, "backend": options.backend, "epochs_run": state.optimizer.n_steps_,
         "best_epoch": stopping.best_epoch_, "training_users": state.sizes.training,
-        "label_dp": None if state.label_dp is None else state.label_dp.to_dict()})
+        "label_dp": None if state.label_dp is None else state.label_dp.to_dict(),
+        # what both halves record alike: the model's identity when a later run scores with it
+        "run_id": party.run_id, "matched_users": len(state.features), "exact_scores": options.exact_scores})
     state.brand_logits = state.model.logits(state.encoded)
-    z_b = np.clip(state.brand_logits, -RANK_LOGIT_LIMIT, RANK_LOGIT_LIMIT)
     rows = np.flatnonzero(state.validation | state.to_score)
-    if options.exact_scores:
+    scores, state.ranked_rows = mask_for_ranking(media_logits, state.brand_logits, rows, options.exact_scores)
+    return Message(scores=ciphertext(scores.to_bytes()), rows=size(len(rows)))
+
+
+def ranking_ciphertexts(party, msg, matched):
+    """The media's ranking key and its per-user Paillier ciphertexts of ``z_m``, refused unless one per matched user."""
+    context = load_context(msg["public_context"], allow_weak_key=weak_keys_allowed(party))
+    if context.scheme != "paillier":
+        raise ProtocolError("the media's partial logits must come one Paillier ciphertext per user, to be shuffled")
+    media_logits = context.load_vector(msg["media_logits"])
+    if media_logits.size != matched:
+        raise ProtocolError(f"received {media_logits.size} encrypted scores for {matched} matched users")
+    return media_logits
+
+
+def mask_for_ranking(media_logits, brand_logits, rows, exact_scores):
+    """Step 9 for any job that ranks: ``[[a (z_b + z_m) + b]]`` of ``rows``, shuffled and re-randomised.
+
+    ``z_b`` is clipped to :data:`~.common.RANK_LOGIT_LIMIT` like the media's; ``a`` is
+    log-uniform in ``2^RANK_SCALE_BITS`` and ``b`` uniform in ``±2^RANK_OFFSET_BITS``
+    (``a = 1``, ``b = 0`` with exact scores). Returns the masked vector and the rows in
+    the order sent.
+    """
+    z_b = np.clip(brand_logits, -RANK_LOGIT_LIMIT, RANK_LOGIT_LIMIT)
+    if exact_scores:
         scale, offset = 1.0, 0.0
     else:
         low, high = RANK_SCALE_BITS
         scale = 2.0 ** (low + (high - low) * float(uniform(1)[0]))
         offset = (2.0 * float(uniform(1)[0]) - 1.0) * 2.0 ** RANK_OFFSET_BITS
-    permutation = np.argsort(uniform(len(rows)), kind="stable")
-    shuffled = rows[permutation]
-    scores = media_logits.take(shuffled) * scale + (scale * z_b[shuffled] + offset)
-    state.ranked_rows = shuffled
-    return Message(scores=ciphertext(scores.to_bytes()), rows=size(len(rows)))
+    shuffled = rows[np.argsort(uniform(len(rows)), kind="stable")]
+    return media_logits.take(shuffled) * scale + (scale * z_b[shuffled] + offset), shuffled
+
+
+def opened_ranks(party, blob, ranked):
+    """Step 11 for any job that ranks: the media's ranks (or exact logits), refused unless one per ranked user."""
+    values = open_values(party, blob, RANKS)
+    if len(values) != ranked:
+        raise ProtocolError(f"received {len(values)} ranks for {ranked} ranked users")
+    return values
+
+
+# --- the brand's own model and one ranking of every user to score (local: nothing crosses) ---
+
+JOINT, BRAND_ONLY = "joint", "brand only"
+"""The ``source`` of a row of ``scores.csv``: the joint model's rank (users the media knows)
+or the brand's own model (users it does not)."""
+
+MIN_CALIBRATION_CLASS = 10
+"""The brand-only scores are calibrated on the held-out users PSI did not match (the users
+they score are unmatched too, and may convert at another rate than the matched) when these
+hold at least this many positives and this many negatives, else on all its held-out users:
+the rule of about ten events per fitted variable (Peduzzi et al., J. Clin. Epidemiol. 49,
+1996), for Platt scaling's one variable."""
+
+
+class PlattCalibration:
+    """A score turned into a probability, ``σ(slope · x + intercept)``, fitted on held-out labelled users.
+
+    Attributes
+    ----------
+    slope_, intercept_ : float
+    users_, positives_ : int
+        The held-out users it was fitted on.
+    warning_ : str or None
+        Why the map is flat, if it is.
+
+    Notes
+    -----
+    Platt scaling (J. Platt, "Probabilistic outputs for support vector machines", 1999):
+    a one-feature logistic regression of the label on the score, with Platt's targets
+    ``(N₊ + 1) / (N₊ + 2)`` for positives and ``1 / (N₋ + 2)`` for negatives instead of 1
+    and 0, so that a few hundred held-out users (or a single class) give a finite,
+    smooth map. Two parameters, increasing in the score: the order within a source is
+    kept, only the two sources' scales are put on one (probability) scale. A fitted
+    slope at or below zero (a score without signal on the held-out users) is replaced by
+    a flat map at the held-out users' rate.
+    """
+
+    def fit(self, x, y):
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        self.users_, self.positives_ = len(y), int(y.sum())
+        self.warning_ = None
+        if not len(y):
+            self.slope_, self.intercept_ = 0.0, 0.0
+            self.warning_ = "no held-out labelled users: every score of this source is 0.5"
+            return self
+        negatives = len(y) - self.positives_
+        target = np.where(y > 0, (self.positives_ + 1) / (self.positives_ + 2), 1 / (negatives + 2))
+        centre, spread = float(x.mean()), float(x.std()) or 1.0
+        scaled = ((x - centre) / spread)[:, None]
+        weights, _ = fit_from_aggregate(scaled, np.append(scaled.T @ target, target.sum()), 0.0)
+        self.slope_ = float(weights[0]) / spread
+        self.intercept_ = float(weights[1]) - self.slope_ * centre
+        if self.slope_ <= 0:
+            self.slope_, self.intercept_ = 0.0, float(logit(target.mean()))
+            self.warning_ = "the score does not rise with the label on the held-out users: one probability for all"
+        return self
+
+    def predict(self, x):
+        """Probabilities of a positive label for scores ``x``."""
+        return expit(self.slope_ * np.asarray(x, dtype=float) + self.intercept_)
+
+    def to_dict(self):
+        return {"slope": self.slope_, "intercept": self.intercept_, "users": self.users_,
+                "positives": self.positives_, "warning": self.warning_}
+
+    @classmethod
+    def from_dict(cls, data):
+        """A map saved with :meth:`to_dict` (in a model file), for scoring later."""
+        calibration = cls()
+        calibration.slope_, calibration.intercept_ = float(data["slope"]), float(data["intercept"])
+        calibration.users_, calibration.positives_ = int(data["users"]), int(data["positives"])
+        calibration.warning_ = data.get("warning")
+        return calibration
+
+
+def rank_logit(order):
+    """``logit`` of each user's mid-rank percentile ``(rank - ½) / n``: the joint model's ranks as a score.
+
+    Logistic-regression scores are close to logistic in distribution, so the label's
+    log-odds are close to linear in this value, which Platt scaling then fits.
+    """
+    percentile = (rankdata(order) - 0.5) / max(len(order), 1)
+    return logit(percentile)
+
+
+@dataclass
+class BrandOnly:
+    """The brand's own model on its own columns, and its scores of the users the media does not know.
+
+    Attributes
+    ----------
+    ids : numpy.ndarray
+        The users to score that PSI did not match, in table order.
+    logits : numpy.ndarray
+        The brand-only model's logit of each of them.
+    calibration : PlattCalibration
+    report : dict
+    """
+
+    ids: np.ndarray
+    logits: np.ndarray
+    calibration: PlattCalibration
+    report: dict
+    model: ModelFile = None
+    """The brand-only model itself (the brand's encoder, no clipping), saved for later scoring."""
+
+
+def brand_only(party, state):
+    """Train the brand's own logistic regression on its own columns and score its unmatched users to score.
+
+    The brand reads its table again (it was validated in ``propensity.load``; every row
+    of it is the brand's own): the same encoder as its half of the joint model, fitted on
+    the whole table, encodes every row. Held out of training: the joint model's
+    validation users (so the two models are compared on the same users) and, drawn the
+    same way, ``validation_fraction`` of the labelled users PSI did not match. Trained on
+    every other labelled user, matched or not, with the run's L2 penalty. Calibrated on
+    the unmatched held-out users, like the users it scores, when they are enough
+    (:data:`MIN_CALIBRATION_CLASS`), else on every held-out user. Nothing is sent: this is
+    the brand's own data only.
+    """
+    options = state.options
+    psi = party.phase("psi")
+    inputs = read_inputs(options, party.role, party.config)
+    if not np.array_equal(inputs.ids[psi.rows].astype(str), state.ids.astype(str)):
+        raise ProtocolError("the brand's table changed during the run: its matched IDs differ from the first read")
+    labels = inputs.labels
+    labelled = ~np.isnan(labels)
+    matched = np.zeros(len(labels), dtype=bool)
+    matched[psi.rows] = True
+    joint_validation = np.zeros(len(labels), dtype=bool)
+    joint_validation[psi.rows[state.validation]] = True
+    held_out = joint_validation | validation_split(inputs.ids, labelled & ~matched, options.validation_fraction,
+                                                   options.random_state)
+    train = labelled & ~held_out
+    features = state.encoder.transform(inputs.table)
+    design = BoundOptimizer.design(features, True)
+    y = labels[train]
+    weights, iterations = fit_from_aggregate(features[train], np.append(features[train].T @ y, y.sum()), options.l2)
+    logits = design @ weights
+    unmatched_held_out = held_out & ~matched
+    positives = int(labels[unmatched_held_out].sum())
+    enough = min(positives, int(unmatched_held_out.sum()) - positives) >= MIN_CALIBRATION_CLASS
+    calibrated_on = unmatched_held_out if enough else held_out
+    calibration = PlattCalibration().fit(logits[calibrated_on], labels[calibrated_on])
+    to_score = ~labelled & ~matched
+
+    def measured(rows):
+        y_rows = labels[rows]
+        return {"users": int(rows.sum()), "positives": int(y_rows.sum()), "auc": auc(y_rows, logits[rows])}
+
+    report = {
+        "features": int(features.shape[1]), "training_users": int(train.sum()),
+        "matched_training_users": int((train & matched).sum()), "iterations": int(iterations),
+        "validation": measured(joint_validation), "held_out": measured(held_out),
+        "unmatched_held_out": measured(unmatched_held_out),
+        "calibrated_on": "unmatched_held_out" if enough else "held_out",
+        "note": "logistic regression on the brand's own encoded columns, trained locally on its labelled users, "
+                "matched and unmatched, except those held out: the joint model's validation users (validation, "
+                "the same users as the joint model's AUC) and a share of the unmatched labelled users (held_out "
+                "counts both); calibrated on the unmatched held-out users when they hold at least "
+                f"{MIN_CALIBRATION_CLASS} positives and {MIN_CALIBRATION_CLASS} negatives, else on all held-out users"}
+    model = ModelFile(kind="propensity", party=party.role, encoder=state.encoder, coef=weights[:-1],
+                      intercept=float(weights[-1]), training={
+                          "source": BRAND_ONLY, "l2": options.l2, "run_id": party.run_id,
+                          "training_users": int(train.sum()), "calibration": calibration.to_dict()})
+    return BrandOnly(ids=inputs.ids[to_score], logits=logits[to_score], calibration=calibration, report=report,
+                     model=model)
+
+
+BRAND_ONLY_FILE = "brand_only.json"
+"""The brand-only model and its calibration, beside the brand's half (``model.json``): a
+model file only the brand reads, for scoring later (``protocols/propensity.md``, *Scoring
+with a trained model*)."""
+
+
+def save_scoring(party, model, joint_calibration, own, exact_scores):
+    """Keep in the brand's folder what scoring with this model later needs: both calibration maps and its own model.
+
+    The joint map goes into the brand's half (``model.json``, ``training.calibration``,
+    with the score it maps: the joint logit with exact scores, else the logit of a rank
+    percentile); the brand-only model and its map into :data:`BRAND_ONLY_FILE`. Neither
+    is sent to anyone.
+    """
+    model.training["calibration"] = {"score": "logit" if exact_scores else "rank_logit",
+                                     **joint_calibration.to_dict()}
+    model.save(party.out / "model.json")
+    own.model.save(party.out / BRAND_ONLY_FILE)
+
+
+def merged_ranking(id_column, sources):
+    """One ranking of every user to score: each source's calibrated probability, highest first.
+
+    Parameters
+    ----------
+    sources : list of (name, ids, score, calibration)
+        ``score`` increases with the source's own ranking.
+
+    Equal probabilities (a flat or saturated map) keep each source's own order: the
+    merged ranking restricted to one source is that source's ranking.
+    """
+    names, ids, scores, probabilities = [], [], [], []
+    for name, source_ids, score, calibration in sources:
+        names.append(np.full(len(source_ids), name, dtype=object))
+        ids.append(np.asarray(source_ids, dtype=object))
+        scores.append(np.asarray(score, dtype=float))
+        probabilities.append(calibration.predict(score))
+    score, probability = np.concatenate(scores), np.concatenate(probabilities)
+    order = np.lexsort((-score, -probability))
+    return pd.DataFrame({id_column: np.concatenate(ids)[order], "score": probability[order],
+                         "source": np.concatenate(names)[order]})
 
 
 # --- 11. propensity.finish -----------------------------------------------------------------
 
 def finish(party, msg):
-    """Undo the shuffle; write percentiles for users to score, the top list and the report."""
+    """Undo the shuffle; rank every user to score (joint or brand only, calibrated); write the top list and the report."""
     state = party.phase("propensity")
     options, stopping = state.options, state.stopping
-    values = open_values(party, msg["ranks"], RANKS)
-    if len(values) != len(state.ranked_rows):
-        raise ProtocolError(f"received {len(values)} ranks for {len(state.ranked_rows)} ranked users")
+    values = opened_ranks(party, msg["ranks"], len(state.ranked_rows))
     order_value = np.empty(len(state.features))
     order_value[state.ranked_rows] = values
     validation, labels = state.validation, state.labels
     scored = np.flatnonzero(state.to_score)
-    if options.exact_scores:
-        score = expit(order_value[scored])
-    else:
-        score = rankdata(order_value[scored]) / max(len(scored), 1)
+    # The joint score of a ranked user: its rank among the ranked users as a log-odds (exact scores: its logit).
+    joint_score = np.full(len(state.features), np.nan)
+    joint_score[state.ranked_rows] = values if options.exact_scores else rank_logit(values)
+    joint_calibration = PlattCalibration().fit(joint_score[validation], labels[validation])
+    own = brand_only(party, state)
+    save_scoring(party, state.model, joint_calibration, own, options.exact_scores)
     column = options.local("id_column", party.config)
-    frame = pd.DataFrame({column: state.ids[scored], "score": score}).sort_values("score", ascending=False,
-                                                                                 kind="stable")
+    frame = merged_ranking(column, [(JOINT, state.ids[scored], joint_score[scored], joint_calibration),
+                                    (BRAND_ONLY, own.ids, own.logits, own.calibration)])
     frame.to_csv(party.out / "scores.csv", index=False)
     count = options.top_size.of(len(frame))
     frame.head(count).to_csv(party.out / "top.csv", index=False)
     y_val, s_val = labels[validation], order_value[validation]
+    positives, validation_auc, lift = int(y_val.sum()), auc(y_val, s_val), lift_at(y_val, s_val, 0.10)
+    calibration_warnings = [f"{name} calibration: {c.warning_}" for name, c in
+                            ((JOINT, joint_calibration), (BRAND_ONLY, own.calibration)) if c.warning_]
     report = {
         "matched_users": int(len(labels)), "training_users": int(state.train.sum()),
-        "validation": {"users": int(validation.sum()), "positives": int(y_val.sum()), "auc": auc(y_val, s_val),
-                       "ks": ks(y_val, s_val), "lift_at_10pct": lift_at(y_val, s_val, 0.10),
+        "validation": {"users": int(validation.sum()), "positives": positives, "auc": validation_auc,
+                       "auc_interval": list(auc_interval(validation_auc, positives, len(y_val) - positives)),
+                       "ks": ks(y_val, s_val), "lift_at_10pct": lift,
                        "gain": dict(zip(("fraction", "gain"), (a.round(5).tolist() for a in gain_curve(y_val, s_val)))),
                        "audiences": audience_table(y_val, s_val)},
-        "scored_users": int(len(scored)), "top": {"size": options.top, "count": int(count)},
-        "score": "calibrated probability (exact scores)" if options.exact_scores else
-        "percentile of the joint model's score among the users scored (1 = highest)",
+        "ranked_users": int(len(state.ranked_rows)), "scored_users": int(len(frame)),
+        "scored_by_source": {JOINT: int(len(scored)), BRAND_ONLY: int(len(own.ids))},
+        "counts": "ranked_users: the matched users the private ranking ordered, validation users and matched users "
+                  "to score (the summary's ranked_users); scored_users: every user to score (no label), one row "
+                  "each in scores.csv, by source in scored_by_source: joint (matched: the joint model's rank) and "
+                  "brand only (not matched: the brand's own model)",
+        "top": {"size": options.top, "count": int(count)},
+        "score": "calibrated probability of a positive label, comparable across sources (Platt scaling on held-out "
+                 "labelled users): joint from the joint model's "
+                 + ("logit (exact scores)" if options.exact_scores else "rank among the ranked users")
+                 + ", brand only from the brand's own model",
+        "calibration": {"method": "Platt scaling, targets (N+ + 1)/(N+ + 2) and 1/(N- + 2)",
+                        JOINT: {"score": "logit" if options.exact_scores else "logit of the mid-rank percentile",
+                                "fitted_on": "the joint model's validation users", **joint_calibration.to_dict()},
+                        BRAND_ONLY: {"score": "the brand-only model's logit",
+                                     "fitted_on": "the brand-only model's held-out users"
+                                     + (" PSI did not match" if own.report["calibrated_on"] == "unmatched_held_out"
+                                        else ""),
+                                     **own.calibration.to_dict()}},
+        "brand_only": own.report,
         "epochs_run": int(state.optimizer.n_steps_),
         "early_stopping": {"best_epoch": int(stopping.best_epoch_), "patience": stopping.patience,
                            "validation_brier": [round(v, 6) for v in stopping.history_],
@@ -433,6 +698,9 @@ def finish(party, msg):
                                    + ("" if stopping.enabled else
                                       " (off under label DP: the last epoch's weights are kept)")},
         "label_dp": None if state.label_dp is None else state.label_dp.to_dict(),
+        "warnings": reliability_warnings(positives, lift, "the validation figures") + calibration_warnings + (
+            ["the epoch was chosen on these same validation users (early stopping, which runs with label DP off), "
+             "so the validation figures are slightly optimistic"] if stopping.enabled else []),
     }
     (party.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return Message()

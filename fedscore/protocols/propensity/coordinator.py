@@ -25,6 +25,7 @@ def run(coordinator, options):
         "min_intersection": options.min_intersection}))
     logits = setup(coordinator, options)
     for epoch in range(options.epochs):
+        coordinator.advance("epoch", epoch + 1, options.epochs)
         logits, state = train_epoch(coordinator, logits, last_allowed=epoch == options.epochs - 1,
                                     media_converged="converged" in logits and bool(logits["converged"]))
         if state["last"]:
@@ -35,7 +36,9 @@ def run(coordinator, options):
         label_dp = {"epsilon": options.label_dp_epsilon, "delta": options.label_dp_delta, "releases": 1}
     return {"job": "propensity", "psi": psi, "backend": options.backend, "epochs_run": epoch + 1,
             "epochs": options.epochs, "best_epoch": state["best_epoch"], "stopped_early": state["stop"],
-            "exact_scores": options.exact_scores, "ranked_rows": ranked, "label_dp": label_dp}
+            "exact_scores": options.exact_scores, "ranked_users": ranked, "label_dp": label_dp,
+            "counts": "ranked_users: the matched users the private ranking ordered (validation users and users "
+                      "to score); the brand's report.json says how many it scored in all"}
 
 
 def setup(coordinator, options):

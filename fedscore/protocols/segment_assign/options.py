@@ -8,13 +8,10 @@ to both parties; a model path must not.
 
 from dataclasses import dataclass
 
-from ...kit.options import Options, TableSpec, option
+from ...kit.options import MODEL_KEY, Options, TableSpec, option
 from ...params import ID_KINDS, PSI_MIN_INTERSECTION, UNSEEN_POLICIES
 
-MODEL_KEY = "model"
-"""Party config: this party's half of the trained model, its ``model.json`` or the folder
-that holds it (``DIR/<role>/`` of a ``segment`` run, or ``DIR`` itself, whose ``<role>/model.json``
-is then read). Local to the party like its data path: never sent to anyone."""
+__all__ = ["MODEL_KEY", "SegmentAssignOptions"]
 
 
 @dataclass(frozen=True)

@@ -22,26 +22,23 @@ is trained; one round of the training's private assignment runs, with its kernel
 6. ``segment_assign.write_segments`` (key owner): write them.
 """
 
-import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ...errors import InputError, ProtocolError
+from ...errors import ProtocolError
 from ...he import create_context, load_context
-from ...kit.inputs import read_inputs
+from ...kit import halves
+from ...kit.halves import PEER, TrainedBy
 from ...kit.model import ModelFile
 from ...wire import Message, ciphertext, public, size
 from ..segment.party import decrypt_masked, digest, mask_columns, partial_distances, unpermute
-from .options import MODEL_KEY, SegmentAssignOptions
+from .options import SegmentAssignOptions
 
-PEER = {"brand": "media", "media": "brand"}
-
-MODEL_FILE = "model.json"
-"""The name of a half's file in a ``segment`` run's party folder."""
+MODEL_STEP = "segment_assign.model"
+"""The channel label of the model id each party seals for the other."""
 
 MODEL_ID_FIELDS = ("run_id", "k", "shared_users", "restart", "init_rows", "n_iter", "converged", "inertia")
 """What both halves of one trained model record alike (``training`` in their model files):
@@ -76,55 +73,16 @@ class AssignState:
 
 # --- the model half, a party's own setting ------------------------------------------------------
 
-def model_path(role, config):
-    """This party's half: its config's :data:`MODEL_KEY`, a ``model.json`` or a folder holding one.
-
-    A folder may be the party's own folder of a ``segment`` run (``DIR/<role>/``) or the
-    run's folder (``DIR``), of which only ``DIR/<role>/model.json`` is read.
-    """
-    value = config.get(MODEL_KEY)
-    if not value:
-        raise InputError(f"the {role} has no model half to assign with: give it the folder of a segment run "
-                         f"(--model DIR reads DIR/{role}/{MODEL_FILE})")
-    path = Path(value)
-    if not path.is_dir():
-        return path
-    for candidate in (path / role / MODEL_FILE, path / MODEL_FILE):
-        if candidate.is_file():
-            return candidate
-    raise InputError(f"no model file for the {role} in this folder (looked for {role}/{MODEL_FILE} and {MODEL_FILE}): "
-                     "give the folder of a segment run", path=path)
-
-
-def load_half(role, config):
-    """Load this party's half of a trained vertical segmentation, refused unless it is one, and the role's.
-
-    Raises
-    ------
-    InputError
-        A missing or malformed file, a model of another kind, the other party's half.
-    """
-    path = model_path(role, config)
-    model = ModelFile.load(path)
-    if model.kind != "segment":
-        raise InputError(f"a {model.kind} model file, not one half of a vertical segmentation (fedscore segment)",
-                         path=path)
-    if model.party != role:
-        raise InputError(f"this is the {model.party}'s half of the model; the {role} needs its own", path=path)
-    return model
+TRAINED_BY = TrainedBy("segment", "fedscore segment", MODEL_ID_FIELDS)
 
 
 def model_id(model):
-    """The digest both halves of one trained model share (:data:`MODEL_ID_FIELDS`), as hex text."""
-    training = model.training
-    shape = {name: training.get(name) for name in MODEL_ID_FIELDS}
-    shape["k"] = len(model.centers)
-    text = json.dumps(shape, sort_keys=True, default=str)
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    """The digest both halves of one trained model share (:data:`MODEL_ID_FIELDS` and ``k``), as hex text."""
+    return halves.model_id(model, TRAINED_BY, k=len(model.centers))
 
 
 def check_inputs(options, role, config, rows=None):
-    """A party's table and half, checked, and ``rows`` of the table (all by default) encoded with the half's encoder.
+    """A party's half and table, checked, and ``rows`` of the table (all by default) encoded with the half's encoder.
 
     The library runs it on every row before a run starts, so that a bad cell or an
     unseen value fails before anything is exchanged; ``segment_assign.setup`` runs it
@@ -133,23 +91,9 @@ def check_inputs(options, role, config, rows=None):
     Returns
     -------
     (fedscore.kit.inputs.PartyInputs, ModelFile, numpy.ndarray)
-
-    Raises
-    ------
-    InputError
-        From the table's ID column, the half, a column the half's encoder needs that
-        the table lacks, or a cell it cannot encode (named with the file, column and row).
     """
-    model = load_half(role, config)
-    inputs = read_inputs(options, role, config)
-    missing = [c for c in model.encoder.columns_ if c not in inputs.table.columns]
-    if missing:
-        raise InputError(f"missing column(s) the model was trained on: {', '.join(missing)} (columns are: "
-                         f"{', '.join(inputs.table.columns)})", path=inputs.table.path)
-    if inputs.id_column in model.encoder.columns_:
-        raise InputError("the ID column is one of the model's features", path=inputs.table.path,
-                         column=inputs.id_column)
-    features = model.encoder.transform(inputs.table, rows=rows, unseen=options.local("unseen", config))
+    model = halves.load_half(role, config, TRAINED_BY)
+    inputs, features = halves.encoded_table(options, role, config, model, rows)
     return inputs, model, features
 
 
@@ -171,28 +115,18 @@ def setup(party, msg):
                         distances=partial_distances(features, model.centers[None])[0],
                         unseen_rows=_rows_with_unseen_values(model.encoder, features), done=set())
     party.state["segment_assign"] = state
-    sealed = party.channel.seal(state.peer, "segment_assign.model", {"model_id": state.model_id,
-                                                                     "k": len(model.centers)})
+    sealed = halves.seal_model_id(party, MODEL_STEP, state.model_id, k=len(model.centers))
     return Message(rows=size(len(features)), features=size(features.shape[1]), model=ciphertext(sealed))
 
 
 def _once(state, step):
     """Refuse a step of the one round that this party already ran (a coordinator asking for a second round)."""
-    if step in state.done:
-        raise ProtocolError(f"{step} asked for again: the assignment is one round, refused")
-    state.done.add(step)
+    halves.once(state.done, step, "the assignment")
 
 
 def _check_peer_model(party, state, sealed):
     """Refuse a peer whose half is not of the same trained model (a different model id)."""
-    peer = party.channel.open(state.peer, "segment_assign.model", sealed)
-    if not isinstance(peer, dict) or not {"model_id", "k"} <= set(peer):
-        raise ProtocolError(f"the {state.peer}'s model id is malformed")
-    if peer["model_id"] != state.model_id:
-        raise InputError(f"the {state.peer}'s half of the model is not from the segmentation run this {party.role}'s "
-                         f"half comes from (model id {peer['model_id']} there, {state.model_id} here; k = "
-                         f"{peer['k']} there, {len(state.model.centers)} here): give each party its own half of "
-                         "the same run")
+    halves.check_peer_model(party, MODEL_STEP, state.model_id, sealed, TRAINED_BY, k=len(state.model.centers))
 
 
 # --- 2. segment_assign.encrypt_distances (key owner) -------------------------------------------

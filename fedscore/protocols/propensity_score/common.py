@@ -1,0 +1,68 @@
+"""What the brand and the media of a scoring run do alike: find, check and identify their half of the model.
+
+Neither party's module imports the other's; both import this one.
+"""
+
+from ...errors import ProtocolError
+from ...kit import halves
+from ...kit.halves import TrainedBy
+from ..psi.party import Matched
+
+MODEL_ID_FIELDS = ("run_id", "matched_users", "epochs_run", "best_epoch", "l2", "backend", "exact_scores")
+"""What both halves of one trained model record alike (``training`` in their model files):
+the run that trained them and the public shape of the result. Their digest is the model id."""
+
+MODEL_STEP = "propensity_score.model"
+"""The channel label of the model id each party seals for the other."""
+
+
+TRAINED_BY = TrainedBy("propensity", "fedscore propensity", MODEL_ID_FIELDS)
+
+
+def model_path(role, config):
+    """This party's half: :func:`fedscore.kit.halves.model_path` of a ``propensity`` run."""
+    return halves.model_path(role, config, TRAINED_BY)
+
+
+def model_id(model):
+    """The digest both halves of one trained model share (:data:`MODEL_ID_FIELDS`), as hex text."""
+    return halves.model_id(model, TRAINED_BY)
+
+
+def check_inputs(options, role, config, rows=None):
+    """A party's half and table, checked, and ``rows`` of the table (all by default) encoded with the half's encoder.
+
+    The library runs it on every row before a run starts, so that a bad cell or an
+    unseen value fails before anything is exchanged; ``propensity_score.load`` runs it
+    again.
+
+    Returns
+    -------
+    (fedscore.kit.inputs.PartyInputs, ModelFile, numpy.ndarray)
+    """
+    model = halves.load_half(role, config, TRAINED_BY)
+    inputs, features = halves.encoded_table(options, role, config, model, rows)
+    return inputs, model, features
+
+
+def matched(party):
+    """PSI's result at this party, refused unless PSI ran in both mode."""
+    psi = party.phase("psi")
+    if not isinstance(psi, Matched):
+        raise ProtocolError("scoring needs PSI in both mode first: the matched users in one shared order")
+    return psi
+
+
+def seal_model_id(party, model, key):
+    """Seal this half's model id (and the trained run's matched users) for the peer."""
+    return halves.seal_model_id(party, MODEL_STEP, key, matched_users=model.training.get("matched_users"))
+
+
+def check_peer_model(party, key, sealed):
+    """Refuse a peer whose half is not of the same trained model (a different model id), naming both ids."""
+    halves.check_peer_model(party, MODEL_STEP, key, sealed, TRAINED_BY)
+
+
+def once(done, step):
+    """Refuse a step this party already ran: the ranking is one round, its key releases once."""
+    halves.once(done, step, "scoring's ranking")
