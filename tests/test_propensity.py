@@ -88,8 +88,10 @@ def run_in_process(tmp_path, brand, media, **options):
 
 def test_local_ckks_end_to_end(tmp_path, decryptions):
     brand, media = tables()
+    # label DP off: its fresh noise moves this small run's AUC between 0.60 and 0.82 (10 runs); the
+    # defaults are run by test_cli_contract
     result = propensity(brand, media, id_column="uid", label_column="y", out=tmp_path / "run", epochs=8,
-                        top="20%", random_state=0, paillier_key_bits=1024)
+                        top="20%", random_state=0, paillier_key_bits=1024, label_dp_epsilon=None)
     report = result.report
     assert report["matched_users"] == 240
     assert report["validation"]["auc"] > 0.7
