@@ -375,7 +375,9 @@ def _lookalike(run, role, summary):
              ["held-out media users (to measure the model)", rows],
              ["seed members among the held-out users", seeds]]
     if report.get("chosen_l2") is not None:
-        facts.append(["model chosen (L2 penalty, of the candidates)", f"{report['chosen_l2']:g}"])
+        candidates = len(report.get("model_selection") or ())
+        label = f"model chosen (L2 penalty, of {candidates} candidates)" if candidates > 1 else "L2 penalty"
+        facts.append([label, f"{report['chosen_l2']:g}"])
     facts += _label_dp_facts(report.get("label_dp"))
     kpis = []
     if isinstance(report.get("matched_seed"), int) and isinstance(report.get("seed_size"), int):
@@ -630,7 +632,7 @@ def _dp_facts(dp, what):
     facts = []
     for key in ("epsilon", "epsilon_spent", "epsilon_budget", "delta"):
         if _finite(dp.get(key)):
-            facts.append([f"{what} {key.replace('_', ' ')}", dp[key]])
+            facts.append([f"{what} {key.replace('_', ' ')}", f"{dp[key]:g}"])
     return facts
 
 
