@@ -12,7 +12,7 @@ import pytest
 from fedscore import __version__
 from fedscore.errors import FedscoreError, PartyError
 from fedscore.ledger import read_ledger
-from fedscore.runtime.deployment import app_manifest, flower_executables
+from fedscore.runtime.deployment import SUPERNODE_MODULE, app_manifest, flower_executables
 from fedscore.runtime.runner import run_job
 
 pytestmark = pytest.mark.integration  # every test here goes through Flower
@@ -69,7 +69,7 @@ def _supernode_of(role, folder):
             args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(a.endswith(b"flower-supernode") for a in args) and \
+        if any(a.endswith(b"flower-supernode") or a == SUPERNODE_MODULE.encode() for a in args) and \
                 any(str(folder).encode() in a and a.endswith(f"node-{role}.toml".encode()) for a in args):
             return int(cmdline.parent.name)
     return None
@@ -141,3 +141,13 @@ def test_a_command_with_relative_paths_runs_from_a_fresh_folder(tmp_path, deploy
     assert sorted(p.name for p in folder.iterdir()) == ["brand.csv", "media.csv", "out"]
     assert list(deployments.iterdir()) == []
     assert _processes_using(deployments) == []
+
+
+def test_the_deployment_benchmark_runs(smoke_benchmark, deployments):
+    result = smoke_benchmark("deployment")
+
+    pings, demo = result["tables"]
+    assert [row[0] for row in pings["rows"]] == ["local", "deployment, fedscore's waits"]
+    assert all(row[2] > 0 for row in pings["rows"])
+    assert [row[0] for row in demo["rows"]] == ["psi", "all phases"]
+    assert demo["rows"][0][1] == 3  # PSI: blind own, blind peer, match
