@@ -72,6 +72,27 @@ def test_multiplication_dot_and_sum(owner, peer, rng):
     assert np.max(np.abs(owner.decrypt(mixed) - (x * w + x))) <= 12 * RESOLUTION
 
 
+def test_a_product_is_the_same_ciphertext_as_separate_exponentiations(peer, rng):
+    """The bucket multi-exponentiation changes the cost of ``Mᵀ[[v]]``, not one bit of its result."""
+    enc = peer.encrypt(rng.uniform(-10, 10, 60))
+    matrix = rng.normal(size=(60, 5)) * rng.choice([0.0, 1.0, 1e4, 1e-7], size=(60, 5))
+    matrix[:, 2] = 0.0  # a column of zeros: the product is the ciphertext 1
+    matrix[:, 3] = -np.abs(matrix[:, 3])  # negative multipliers only
+    # each column as n separate exponentiations (element-wise products), multiplied together
+    separate = [(enc * matrix[:, j]).sum().ciphertexts[0] for j in range(matrix.shape[1])]
+    assert enc.dot(matrix).ciphertexts == separate
+
+
+def test_a_large_batch_is_encrypted_by_worker_processes_with_fresh_randomness(owner, peer, rng):
+    """From PARALLEL_MIN_ENCRYPTIONS values on, each core's process draws its own obfuscators."""
+    from fedscore.he.paillier import PARALLEL_MIN_ENCRYPTIONS
+
+    x = rng.uniform(-1e3, 1e3, PARALLEL_MIN_ENCRYPTIONS + 3)
+    first, second = peer.encrypt(x), peer.encrypt(x)
+    assert np.max(np.abs(owner.decrypt(first) - x)) <= RESOLUTION
+    assert len(set(first.ciphertexts) | set(second.ciphertexts)) == 2 * len(x)  # no obfuscator drawn twice
+
+
 def test_release_is_exact_decryption_rounded_to_the_grid(owner, peer, rng):
     x = rng.uniform(-10, 10, 20)
     product = peer.encrypt(x) * rng.uniform(-1, 1, 20)

@@ -14,14 +14,18 @@ Fast paths
 * Encryption draws its randomness as ``h_s^a mod n^2`` with ``h_s = (-x^2)^n`` fixed
   per context and ``a`` a random exponent of ``ceil(|n| / 2)`` bits (Damgård, Jurik
   and Nielsen, "A generalization of Paillier's public-key system with applications to
-  electronic voting", IJIS 2010), computed with a fixed-base
-  table (Brickell, Gordon, McCurley and Wilson, EUROCRYPT 1992; Menezes et al.,
-  Handbook of Applied Cryptography, Algorithm 14.109). This replaces the full-size
-  ``r^n mod n^2`` that dominates python-paillier's encryption.
+  electronic voting", IJIS 2010), computed with a fixed-base table of every window's
+  every digit (:class:`_FixedBase`: one multiplication per 8-bit window). This replaces
+  the full-size ``r^n mod n^2`` that dominates python-paillier's encryption. Large
+  batches are drawn in worker processes, one per core (:func:`_obfuscator_batch`).
 * Decryption uses python-paillier's CRT decryption, with the two big exponentiations
   done for the whole batch by gmpy2's list functions, which release the interpreter
   lock and therefore run on every core.
 * Adding a plaintext costs one multiplication: ``c * (1 + n m) mod n^2`` (g = n + 1).
+* A product ``Mᵀ[[v]]`` is one multi-exponentiation ``Π c_i^(m_ij)`` per column, by
+  Pippenger's bucket method (:func:`_multi_power`): the squarings are shared by every
+  ciphertext, so a column costs about ``n · bits / w`` multiplications instead of
+  ``n · 1.5 bits`` for ``n`` separate exponentiations.
 
 Function privacy
 ----------------
@@ -52,9 +56,13 @@ from .base import EncryptedVector, HEContext
 # plaintext multiplications.
 PRECISION_BITS = 40
 
-# Window of the fixed-base exponentiation: about |a|/w + 2^(w+1) modular multiplications
-# per exponentiation, fewest at w = 5 for 1024- to 2048-bit exponents.
-_FIXED_BASE_WINDOW_BITS = 5
+_FIXED_BASE_WINDOW_BITS = 8
+"""Window of the fixed-base table: |a| / 8 multiplications per encryption, for a table of
+255 powers per window (38 MB for a 3072-bit key, built once per process in about 0.2 s)."""
+
+PARALLEL_MIN_ENCRYPTIONS = 256
+"""From this many obfuscators on (about a second of work), they are drawn in worker
+processes: the workers (a fresh interpreter each) start once and are kept for later batches."""
 
 
 def _check_key_bits(key_bits, allow_weak_key):
@@ -90,35 +98,147 @@ def _int_bytes(value, width):
     return int(value).to_bytes(width, "big")
 
 
+def _window_bits(count, bits):
+    """The bucket window that makes :func:`_multi_power` cheapest: ``ceil(bits / w) (count + 2^(w+1))`` at its least."""
+    return min(range(1, 17), key=lambda w: -(-bits // w) * (count + (2 << w)))
+
+
+PARALLEL_MIN_PRODUCT_TERMS = 20_000
+"""From this many (ciphertext, multiplier) pairs on, a product's columns are shared among
+worker processes: below it, sending the ciphertexts to them would not pay."""
+
+
+def _multi_power_columns(bases, inverses, columns, modulus):
+    """In a worker process: :func:`_multi_power` of each column of multipliers, as ints."""
+    modulus = gmpy2.mpz(modulus)
+    bases = [gmpy2.mpz(b) for b in bases]
+    inverses = [None if i is None else gmpy2.mpz(i) for i in inverses]
+    return [int(_multi_power(bases, inverses, column, modulus)) for column in columns]
+
+
+def _multi_powers(bases, inverses, columns, modulus):
+    """:func:`_multi_power` of each column of ``columns``, the columns shared among worker processes when large."""
+    if WORKERS == 1 or len(columns) < 2 or len(bases) * len(columns) < PARALLEL_MIN_PRODUCT_TERMS:
+        return [_multi_power(bases, inverses, column, modulus) for column in columns]
+    from joblib import Parallel, delayed
+
+    shares = np.array_split(np.arange(len(columns)), WORKERS)
+    plain_bases, plain_inverses = [int(b) for b in bases], [None if i is None else int(i) for i in inverses]
+    parts = Parallel(n_jobs=WORKERS, backend="loky")(
+        delayed(_multi_power_columns)(plain_bases, plain_inverses, [columns[j] for j in share], int(modulus))
+        for share in shares if len(share))
+    return [gmpy2.mpz(value) for part in parts for value in part]
+
+
+def _multi_power(bases, inverses, exponents, modulus):
+    """``Π bases_i ^ exponents_i mod modulus`` for signed integer exponents, by Pippenger's bucket method.
+
+    ``inverses[i]`` is ``bases[i]^-1`` wherever ``exponents[i] < 0``. The exponents are
+    cut into windows of ``w`` bits from the top; for each window every base goes into the
+    bucket of its digit, and ``Π_d bucket_d^d`` is formed with ``2^(w+1)`` multiplications
+    by running products; ``w`` squarings move to the next window (D. J. Bernstein,
+    "Pippenger's exponentiation algorithm", 2002; Handbook of Applied Cryptography §14.6).
+    The result is the same integer as the product of separate exponentiations.
+    """
+    terms = [(base if e > 0 else inverse, abs(e)) for base, inverse, e in zip(bases, inverses, exponents) if e]
+    if not terms:
+        return gmpy2.mpz(1)
+    bits = max(e for _, e in terms).bit_length()
+    w = _window_bits(len(terms), bits)
+    mask = (1 << w) - 1
+    result = None
+    for shift in range(w * ((bits - 1) // w), -1, -w):
+        if result is not None:
+            for _ in range(w):
+                result = result * result % modulus
+        buckets = [None] * (mask + 1)
+        for base, e in terms:
+            digit = (e >> shift) & mask
+            if digit:
+                held = buckets[digit]
+                buckets[digit] = base if held is None else held * base % modulus
+        running = window = None
+        for digit in range(mask, 0, -1):
+            if buckets[digit] is not None:
+                running = buckets[digit] if running is None else running * buckets[digit] % modulus
+            if running is not None:
+                window = running if window is None else window * running % modulus
+        if window is not None:
+            result = window if result is None else result * window % modulus
+    return gmpy2.mpz(1) if result is None else result
+
+
 class _FixedBase:
     """``base^a mod modulus`` for many ``a`` of at most ``exponent_bits`` bits.
 
-    Precomputes ``base^(2^(w i))`` once; each exponentiation then costs about
-    ``exponent_bits / w + 2^(w+1)`` modular multiplications (Brickell et al. 1992,
-    Handbook of Applied Cryptography, Algorithm 14.109).
+    Precomputes ``base^(d 2^(w i))`` for every window ``i`` and digit ``d`` once; each
+    exponentiation then costs one modular multiplication per window, ``exponent_bits / w``
+    (the fixed-base comb with a full table: Menezes et al., Handbook of Applied
+    Cryptography, §14.6.3).
     """
 
     def __init__(self, base, modulus, exponent_bits, window_bits=_FIXED_BASE_WINDOW_BITS):
-        self.modulus = modulus
+        self.base, self.modulus, self.exponent_bits = gmpy2.mpz(base), gmpy2.mpz(modulus), exponent_bits
         self.window_bits = window_bits
         self.digits = -(-exponent_bits // window_bits)
-        self.powers = [base]
-        step = 1 << window_bits
-        for _ in range(self.digits - 1):
-            self.powers.append(gmpy2.powmod(self.powers[-1], step, modulus))
+        self.table = []
+        power = self.base  # base^(2^(w i)) for the current window i
+        for _ in range(self.digits):
+            row = [None, power]
+            for _ in range(2, 1 << window_bits):
+                row.append(row[-1] * power % self.modulus)
+            self.table.append(row)
+            power = row[-1] * power % self.modulus
+        self.digit_mask = (1 << window_bits) - 1
 
     def power(self, exponent):
-        modulus, mask = self.modulus, (1 << self.window_bits) - 1
-        buckets = [gmpy2.mpz(1)] * (mask + 1)
-        for i in range(self.digits):
-            digit = (exponent >> (self.window_bits * i)) & mask
+        modulus, mask, width = self.modulus, self.digit_mask, self.window_bits
+        result = None
+        for i, row in enumerate(self.table):
+            digit = (exponent >> (width * i)) & mask
             if digit:
-                buckets[digit] = buckets[digit] * self.powers[i] % modulus
-        result = running = gmpy2.mpz(1)
-        for digit in range(mask, 0, -1):
-            running = running * buckets[digit] % modulus
-            result = result * running % modulus
-        return result
+                result = row[digit] if result is None else result * row[digit] % modulus
+        return gmpy2.mpz(1) if result is None else result
+
+    def random_powers(self, count):
+        """``count`` powers by fresh exponents from the operating system's generator."""
+        return [self.power(secrets.randbits(self.exponent_bits)) for _ in range(count)]
+
+
+_WORKER_TABLES = {}
+"""A worker process's fixed-base tables, by (base, modulus), most recently used last: built at a
+key's first batch and kept for the next (a local run alternates the brand's and the media's keys)."""
+
+_WORKER_TABLES_KEPT = 3
+"""Tables a worker keeps: a table is tens of MB, and a run encrypts under at most three keys."""
+
+
+def _obfuscator_batch(base, modulus, exponent_bits, count):
+    """In a worker process: ``count`` obfuscators ``base^a mod modulus``, as ints (the parent's :class:`_FixedBase`)."""
+    table = _WORKER_TABLES.pop((base, modulus), None)
+    if table is None:
+        table = _FixedBase(base, modulus, exponent_bits)
+        while len(_WORKER_TABLES) >= _WORKER_TABLES_KEPT:
+            del _WORKER_TABLES[next(iter(_WORKER_TABLES))]
+    _WORKER_TABLES[base, modulus] = table
+    return [int(r) for r in table.random_powers(count)]
+
+
+def _random_powers(table, count):
+    """``table.random_powers(count)``, spread over worker processes (one per core) for large counts.
+
+    The workers are joblib's reusable process pool (loky): started once, kept between
+    batches, each drawing its exponents from its own operating-system generator.
+    """
+    if count < PARALLEL_MIN_ENCRYPTIONS or WORKERS == 1:
+        return table.random_powers(count)
+    from joblib import Parallel, delayed
+
+    shares = [count // WORKERS + (k < count % WORKERS) for k in range(WORKERS)]
+    batches = Parallel(n_jobs=WORKERS, backend="loky")(
+        delayed(_obfuscator_batch)(int(table.base), int(table.modulus), table.exponent_bits, share)
+        for share in shares)
+    return [gmpy2.mpz(r) for batch in batches for r in batch]
 
 
 class PaillierContext(HEContext):
@@ -253,7 +373,7 @@ class PaillierContext(HEContext):
             x = gmpy2.mpz(secrets.randbelow(int(self._n) - 2) + 2)
             hs = gmpy2.powmod(-x * x % self._n, self._n, self._nsquare)
             self._obfuscator_base = _FixedBase(hs, self._nsquare, self._exponent_bits)
-        return [self._obfuscator_base.power(secrets.randbits(self._exponent_bits)) for _ in range(count)]
+        return _random_powers(self._obfuscator_base, count)
 
     @property
     def _exponent_bits(self):
@@ -485,23 +605,25 @@ class PaillierVector(EncryptedVector):
             raise TypeError("multiplying two encrypted vectors is not supported: multiply by a plaintext")
         multipliers = self._signed_multipliers(plain_operand(other, self.size))
         inverses = self._inverses([[k] for k in multipliers])
-        ciphertexts = [self._power(c, inv, k) for c, inv, k in zip(self.ciphertexts, inverses, multipliers)]
+        if self.size >= 64 and len(set(multipliers)) == 1 and multipliers[0]:  # one scalar: gmpy2's list, every core
+            k = multipliers[0]
+            bases = self.ciphertexts if k > 0 else inverses
+            step = -(-len(bases) // WORKERS)
+            batches = [bases[i:i + step] for i in range(0, len(bases), step)]
+            modulus = self.context._nsquare
+            ciphertexts = sum(parallel_map(lambda b: gmpy2.powmod_base_list(b, abs(k), modulus), batches), [])
+        else:
+            ciphertexts = [self._power(c, inv, k) for c, inv, k in zip(self.ciphertexts, inverses, multipliers)]
         return PaillierVector(self.context, ciphertexts, self.exponent + self.context.precision_bits, True)
 
     def dot(self, matrix):
-        """Return ``matrix.T @ self``: ``size * d`` exponentiations with short exponents."""
+        """Return ``matrix.T @ self``: one multi-exponentiation with short exponents per column."""
         matrix = plain_matrix(matrix, self.size)
         context = self.context
-        nsquare = context._nsquare
         multipliers = [self._signed_multipliers(row) for row in matrix]
         inverses = self._inverses(multipliers)
-        outputs = []
-        for j in range(matrix.shape[1]):
-            total = gmpy2.mpz(1)
-            for c, inv, row in zip(self.ciphertexts, inverses, multipliers):
-                if row[j]:
-                    total = total * self._power(c, inv, row[j]) % nsquare
-            outputs.append(total)
+        columns = [[row[j] for row in multipliers] for j in range(matrix.shape[1])]
+        outputs = _multi_powers(self.ciphertexts, inverses, columns, context._nsquare)
         return PaillierVector(context, outputs, self.exponent + context.precision_bits, True)
 
     def sum(self):
