@@ -50,6 +50,7 @@ Capabilities:
 Run: ``python benchmarks/bench_quality.py`` (``--smoke`` for a tiny run).
 """
 
+import json
 import math
 import sys
 import tempfile
@@ -72,7 +73,7 @@ from fedscore import horizontal_kmeans, horizontal_lr, lookalike, propensity, se
 from fedscore.errors import InputError  # noqa: E402
 from fedscore.kit.encoder import FeatureEncoder  # noqa: E402
 from fedscore.kit.table import PartyTable  # noqa: E402
-from fedscore.metrics import auc, ks, lift_at  # noqa: E402
+from fedscore.metrics import auc, auc_interval, ks, lift_at  # noqa: E402
 from fedscore.params import DEFAULT_L2  # noqa: E402
 from fedscore.protocols.horizontal import PrivacyWarning  # noqa: E402
 from fedscore.protocols.horizontal_kmeans.options import HorizontalKMeansOptions  # noqa: E402
@@ -124,6 +125,22 @@ def labels_of(frame, id_column):
 
 def metrics(y, score):
     return [auc(y, score), ks(y, score), lift_at(y, score, 0.10)]
+
+
+INTERVAL_COLUMNS = ["federated AUC, 95 % interval", "central AUC, 95 % interval"]
+"""Hanley and McNeil's interval of each AUC, from the evaluation rows' positives and negatives: how far
+apart two figures must be to differ beyond sampling error."""
+
+
+INTERVAL_NOTE = ("95 % intervals: Hanley and McNeil's, from the evaluation rows' positives and negatives. Two "
+                 "figures whose intervals overlap widely are not told apart by these rows.")
+
+
+def intervals(y, *aucs):
+    """The :data:`INTERVAL_COLUMNS` cells: each AUC's 95 % interval over the evaluation rows' labels ``y``."""
+    positives = int(np.sum(y))
+    return [" – ".join(f"{bound:.3f}" for bound in auc_interval(value, positives, len(y) - positives))
+            for value in aucs]
 
 
 def sample(frame, rows):
@@ -244,7 +261,8 @@ def lookalike_rows(name, brand, media, id_column, smoke):
     limited = data.central(l2, limits_of(defaults_))
     row = ["lookalike", name, len(media), len(data.seed), epsilon_of(defaults_), *rounded(federated),
            *rounded(central), round(federated[0] - central[0], 4), round(opted[0], 4),
-           round(opted[0] - central[0], 4), round(limited[0], 4), noise_of(report), draws, spread]
+           round(opted[0] - central[0], 4), round(limited[0], 4), noise_of(report), draws, spread,
+           *intervals(data.flags[data.held], federated[0], central[0])]
     return row, data, l2, central
 
 
@@ -311,10 +329,16 @@ class PropensityData:
         return metrics(self.y[self.validation], model.decision_function(x[self.validation]))
 
 
-def propensity_rows(name, brand, media, id_column, smoke, users=None):
-    if users and len(brand) > users:  # a random sample of the brand's users, and the media's rows of them
+def sampled(brand, media, id_column, users=None):
+    """A random sample of ``users`` of the brand's users and the media's rows of them, or both tables whole."""
+    if users and len(brand) > users:
         brand = sample(brand, users)
         media = media[media[id_column].isin(set(brand[id_column]))].reset_index(drop=True)
+    return brand, media
+
+
+def propensity_rows(name, brand, media, id_column, smoke, users=None):
+    brand, media = sampled(brand, media, id_column, users)
     data = PropensityData(brand, media, id_column)
     defaults_ = defaults(PropensityOptions, id_column=id_column, label_column="y")
     central, brand_only = data.central(), data.central(brand_only=True)
@@ -325,7 +349,8 @@ def propensity_rows(name, brand, media, id_column, smoke, users=None):
     row = ["propensity", name, len(data.y), int(data.validation.sum()), epsilon_of(defaults_), *rounded(federated),
            *rounded(central), round(federated[0] - central[0], 4), round(opted[0], 4), round(opted[0] - central[0], 4),
            round(limited[0], 4), noise_of(result.report), draws, spread, *rounded(brand_only),
-           result.summary["epochs_run"], opted_result.summary["epochs_run"]]
+           result.summary["epochs_run"], opted_result.summary["epochs_run"],
+           *intervals(data.y[data.validation], federated[0], central[0])]
     return row, data, central
 
 
@@ -473,6 +498,9 @@ def main():
     def extra(parser):
         parser.add_argument("--no-sweeps", action="store_true",
                             help="measure the defaults and opted out only (no epsilon or limit sweep)")
+        parser.add_argument("--add-intervals", action="store_true",
+                            help="add the 95 %% interval columns to the result file at hand, from its AUCs and the "
+                                 "data sets' evaluation rows (nothing is run again)")
         parser.add_argument("--propensity-users", type=int,
                             help="propensity on a random sample of this many brand users of the larger tables "
                                  "(the whole of bank marketing takes about 13 minutes per run on two cores)")
@@ -482,6 +510,9 @@ def main():
         write_results("quality", args.out, [], ["shared data not found: nothing measured"], smoke=args.smoke)
         return
     datasets = vertical_datasets(args.smoke)
+    if args.add_intervals:
+        add_intervals(Path(args.out) / "quality.json", datasets, args.propensity_users)
+        return
     epsilons = DP_EPSILONS[:1] if args.smoke else DP_EPSILONS
     counts, quantiles = (MIN_COUNTS[-2:-1], OUTLIER_QUANTILES[-2:-1]) if args.smoke else (MIN_COUNTS, OUTLIER_QUANTILES)
     look_rows, prop_rows, sweep_rows, limit_rows = [], [], [], []
@@ -507,6 +538,32 @@ def main():
             save(args, look_rows, prop_rows, sweep_rows, horizontal_rows, kmeans_rows, limit_rows,
                  partial=f"partial: {index + 1} of {len(datasets)} data sets measured so far")
     save(args, look_rows, prop_rows, sweep_rows, horizontal_rows, kmeans_rows, limit_rows)
+
+
+def add_intervals(path, datasets, users):
+    """Add :data:`INTERVAL_COLUMNS` to the lookalike and propensity tables of a result measured without them.
+
+    The evaluation rows are drawn as the measuring run drew them (the same seeds), so their
+    counts, and so the intervals, are those of the measured figures.
+    """
+    result = json.loads(path.read_text())
+    labels = {}
+    for name, (brand, media, id_column) in datasets:
+        look = LookalikeData(brand, media, id_column)
+        labels["lookalike", name] = look.flags[look.held]
+        prop = PropensityData(*sampled(brand, media, id_column, users), id_column)
+        labels["propensity", name] = prop.y[prop.validation]
+    for table in result["tables"]:
+        columns = table["columns"]
+        measured_here = all((row[0], row[1]) in labels for row in table["rows"])  # the two defaults' tables
+        if not table["rows"] or not measured_here or INTERVAL_COLUMNS[0] in columns:
+            continue
+        federated, central = columns.index("federated AUC"), columns.index("central AUC")
+        for row in table["rows"]:
+            row += intervals(labels[row[0], row[1]], row[federated], row[central])
+        columns += INTERVAL_COLUMNS
+    result["notes"] += [INTERVAL_NOTE] if INTERVAL_NOTE not in result["notes"] else []
+    path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 KMEANS_NOTES = (
@@ -537,12 +594,12 @@ def save(args, look_rows, prop_rows, sweep_rows, horizontal_rows, kmeans_rows, l
     tables = [
         {"title": "Lookalike at its default options beside opted out (seed = positives among half the users; "
                   "held-out media rows, against seed membership)",
-         "columns": ["capability", "data", "media rows", "seed", *DEFAULT_COLUMNS],
+         "columns": ["capability", "data", "media rows", "seed", *DEFAULT_COLUMNS, *INTERVAL_COLUMNS],
          "rows": look_rows},
         {"title": "Propensity at its default options beside opted out (brand's validation users): federated joint "
                   "model, central joint model (brand + media features, no DP, no limits), central brand-only baseline",
          "columns": ["capability", "data", "matched users", "validation users", *DEFAULT_COLUMNS,
-                     *side_by_side("brand-only"), "epochs run", "epochs run, opted out"],
+                     *side_by_side("brand-only"), "epochs run", "epochs run, opted out", *INTERVAL_COLUMNS],
          "rows": prop_rows},
         {"title": f"Horizontal LR at its defaults (test file; bank and wholesale dealt into {HORIZONTAL_PARTIES} "
                   "parties)",
@@ -589,8 +646,10 @@ def save(args, look_rows, prop_rows, sweep_rows, horizontal_rows, kmeans_rows, l
         "Label DP: rows clipped to L2 norm 3 (both parties in propensity), one Gaussian release of the label "
         "aggregate; in propensity early stopping is off (all 20 epochs), in the lookalike one L2 penalty (1e-4) is "
         "trained instead of three.",
-        "Lookalike: without label DP the brand picks the L2 penalty among three by held-out AUC; every central "
-        "lookalike model uses the one it picked opted out.",
+        "Lookalike: without label DP the brand picks the L2 penalty among three by the AUC of half of the held-out "
+        "users (the report gives the other half's); every central lookalike model uses the one it picked opted out. "
+        "This table measures every model on all held-out rows itself.",
+        INTERVAL_NOTE,
         f"Runs with label DP on fewer than {SMALL_TABLE:,} users are repeated {NOISE_DRAWS} times with fresh noise "
         "(same split): the row shows the draw of median AUC and the spread (largest minus smallest AUC) of the draws.",
         "Wholesale (440 customers) and breast (569) are small: their validation and test sets have 88-114 users, so "

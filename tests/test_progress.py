@@ -52,3 +52,41 @@ def test_a_local_run_shows_each_step_only_when_asked(tmp_path):
     lines = stream.getvalue().splitlines()
     assert lines and all(line.split("] ", 1)[1].startswith("ping: ping.") for line in lines)
     assert progress.for_run("ping") is None  # the block ended: the library is quiet again
+
+
+def test_a_partys_own_loop_and_figure_join_the_line_and_the_estimate():
+    stream, clock = io.StringIO(), Clock()
+    display = progress.ConsoleProgress("psi", stream, live=False, clock=clock)
+    display.step(["psi.blind_own", "psi.blind_own"])
+    for block in range(1, 4):
+        display.party_pass("brand", "hashing block", block, 8)
+        clock.now += 5
+    display.advance("epoch", 1, 10)
+    display.step(["propensity.brand_update"])
+    display.party_figure("brand", "validation Brier 0.0800")
+    display.step(["propensity.media_round"])
+    lines = stream.getvalue().splitlines()
+    assert lines[1] == "[0 s] psi: psi.blind_own · brand: hashing block 1 of 8"
+    assert lines[3] == "[10 s] psi: psi.blind_own · brand: hashing block 3 of 8, 30 s left"  # blocks 3 to 8, 5 s each
+    assert lines[4] == "[15 s] psi: propensity.brand_update · epoch 1 of 10"  # a new step ends the party's loop
+    assert lines[5].endswith("epoch 1 of 10 · brand: validation Brier 0.0800")
+    assert lines[6].endswith("propensity.media_round · epoch 1 of 10 · brand: validation Brier 0.0800")
+    display.advance("epoch", 1, 3)  # a new loop: the old figure is no longer about it
+    display.step(["segment.assign"])
+    assert "Brier" not in stream.getvalue().splitlines()[-1]
+
+
+def test_a_local_run_shows_psi_blocks_and_the_brands_validation_score(tmp_path):
+    from test_propensity import tables
+    import fedscore
+
+    brand, media = tables()
+    stream = io.StringIO()
+    with progress.on_console(stream=stream, live=False):
+        fedscore.propensity(brand, media, id_column="uid", label_column="y", out=tmp_path / "run", epochs=2,
+                            random_state=0, paillier_key_bits=1024, label_dp_epsilon=None)
+    text = stream.getvalue()
+    assert "brand: hashing block 1 of 1" in text and "media: blinding the peer's block 1 of 1" in text
+    figures = [line for line in text.splitlines() if "brand: validation Brier" in line]
+    assert figures and all("epoch" in line for line in figures)
+    assert "(best: epoch 1)" in figures[0]

@@ -89,19 +89,23 @@ def model_id(model, trained_by, **shape):
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def encoded_table(options, role, config, model, rows=None):
-    """The party's table checked against ``model``'s encoder, and ``rows`` of it (all by default) encoded.
+def checked_half(options, role, config, trained_by, rows=None):
+    """This party's half and its table, checked against each other, and ``rows`` of the table (all by default) encoded.
+
+    The library runs it on every row before a run starts, so that a bad cell or an unseen
+    value fails before anything is exchanged; the job's first step runs it again.
 
     Returns
     -------
-    (fedscore.kit.inputs.PartyInputs, numpy.ndarray)
+    (fedscore.kit.inputs.PartyInputs, ModelFile, numpy.ndarray)
 
     Raises
     ------
     InputError
-        From the table's ID column, a column the encoder needs that the table lacks, or a
-        cell it cannot encode (named with the file, column and row).
+        From :func:`load_half`, the table's ID column, a column the encoder needs that the
+        table lacks, or a cell it cannot encode (named with the file, column and row).
     """
+    model = load_half(role, config, trained_by)
     inputs = read_inputs(options, role, config)
     missing = [c for c in model.encoder.columns_ if c not in inputs.table.columns]
     if missing:
@@ -110,7 +114,7 @@ def encoded_table(options, role, config, model, rows=None):
     if inputs.id_column in model.encoder.columns_:
         raise InputError("the ID column is one of the model's features", path=inputs.table.path,
                          column=inputs.id_column)
-    return inputs, model.encoder.transform(inputs.table, rows=rows, unseen=options.local("unseen", config))
+    return inputs, model, model.encoder.transform(inputs.table, rows=rows, unseen=options.local("unseen", config))
 
 
 def seal_model_id(party, step, key, **public_shape):

@@ -175,14 +175,14 @@ def _propensity_learned(summary):
     brand = ["the customers both parties know, the size of the media's table and its feature count; its own "
              "gradient and weights "
              "each epoch; per epoch 64 quantiles of the media's partial scores (their spread, not anyone's score) "
-             "and its validation customers' summed Brier score.",
+             "and the summed Brier score of its held-out customers.",
              "the rank of each customer it asked to score" + (
                  "; with exact scores, each one's joint score, hence the media's partial score of each." if exact
                  else "; an order only, no score."),
              "it does not learn any media feature, the media's weights or gradient."]
     media = ["the customers both parties know, the size of the brand's table, how many customers it trains on "
              "and how many it ranks; its own gradient and weights each epoch.",
-             "the best epoch and the epoch training stopped: a few bits that depend on the validation labels"
+             "the best epoch and the epoch training stopped: a few bits that depend on the held-out labels"
              + (" (not with label DP)." if summary.get("label_dp") else "."),
              "the ranked customers' " + ("joint scores" if exact else "scores, shuffled and rescaled")
              + ", linked to no one.",
@@ -378,6 +378,10 @@ def _lookalike(run, role, summary):
         candidates = len(report.get("model_selection") or ())
         label = f"model chosen (L2 penalty, of {candidates} candidates)" if candidates > 1 else "L2 penalty"
         facts.append([label, f"{report['chosen_l2']:g}"])
+    selection = report.get("selection") or {}
+    if selection.get("rows"):
+        facts.append(["other held-out media users the model was chosen on (not measured above)",
+                      f"{selection['rows']:,} ({selection.get('seed_members', 0):,} seed members)"])
     facts += _label_dp_facts(report.get("label_dp"))
     kpis = []
     if isinstance(report.get("matched_seed"), int) and isinstance(report.get("seed_size"), int):
@@ -446,7 +450,11 @@ def _propensity(run, role, summary):
                       else f"{own_auc:.3f}"])
     stopping = report.get("early_stopping") or {}
     if stopping.get("enabled") and stopping.get("best_epoch") is not None:
-        facts.append(["best epoch (validation Brier score; its weights rank)", stopping["best_epoch"]])
+        facts.append(["best epoch (Brier score of other held-out customers than the validation customers; its "
+                      "weights rank)", stopping["best_epoch"] + 1])
+        if stopping.get("stopping_users") is not None:
+            facts.append(["held-out customers early stopping chose the epoch on (not measured above)",
+                          stopping["stopping_users"]])
     facts += _dp_facts(report.get("label_dp"), "label DP")
     notes = [report["score"]] if isinstance(report.get("score"), str) else []
     return {"scoring": [section], "facts": _present(facts), "notes": [f"scores.csv: {n}." for n in notes]}

@@ -209,7 +209,8 @@ def _run_local(job, options, party_configs, ledger_path, run_id, timeout, folder
     try:
         coordinator = Coordinator(LocalTransport(party_configs), ledger, run_id=run_id, timeout=timeout,
                                   journal=Journal(folder, run_id), job=job, progress=display)
-        return drive(coordinator, job, options)
+        with progress.parties_show_on(display):  # every party runs here, for the one operator of this run
+            return drive(coordinator, job, options)
     finally:
         ledger.close()
         if display is not None:

@@ -32,6 +32,26 @@ def holdout_columns(audiences):
     return 2 + audiences
 
 
+def selection_rows(held, candidates):
+    """Held-out rows the L2 penalty is chosen on: half of them when there is a choice, none otherwise.
+
+    The report's figures come from the other held-out rows, which chose nothing, so
+    that choosing the best of several candidates does not flatter them.
+    """
+    return held // 2 if candidates > 1 else 0
+
+
+def holdout_values(audiences, candidates, held):
+    """Values of the held-out aggregate (:func:`~fedscore.protocols.lookalike.media.train`) over ``held`` rows.
+
+    Per candidate, its :func:`holdout_columns` over the reported rows, then, when there
+    are selection rows, its rank sum over them; last ``Σ y`` over the reported rows and,
+    when there are selection rows, over them.
+    """
+    selecting = int(selection_rows(held, candidates) > 0)
+    return (holdout_columns(audiences) + selecting) * candidates + 1 + selecting
+
+
 def holdout_audience(size, held, rows):
     """Held-out users in an audience of ``size`` (a :class:`~fedscore.kit.sizes.Size` of all ``rows``)."""
     return int(min(held, max(1, round(size.share(rows) * held))))

@@ -40,7 +40,9 @@ from .bounds import (
     holdout_audience,
     holdout_columns,
     holdout_rows,
+    holdout_values,
     label_aggregate_bound,
+    selection_rows,
 )
 from .options import LookalikeOptions
 
@@ -132,7 +134,8 @@ def release_aggregate(party, msg):
     state = party.phase("lookalike")
     options, owner = state.options, state.owner
     state.features = features = int(msg["features"])
-    held = holdout_columns(len(options.sizes)) * len(options.candidates) + 1
+    held = holdout_values(len(options.sizes), len(options.candidates),
+                          holdout_rows(state.rows, options.holdout_fraction))
     if owner.key.scheme == "ckks" and features + 1 + held > owner.key.release_budget:
         raise ProtocolError(f"the media declares {features} features: with the held-out aggregates that is more "
                             f"values than this key releases ({owner.key.release_budget}): refused")
@@ -161,36 +164,45 @@ def evaluate(party, msg):
     """Turn the held-out aggregates into AUC and audience recall/precision; pick a candidate.
 
     The aggregates are, per candidate, ``Σ y_i u_i`` (``u_i`` the rank of user i's score
-    among held-out users, divided by their number), ``Σ y_i [i in top s]`` per audience
-    size ``s``, ``Σ y_i p_i`` (``p_i`` the score) and, once, ``Σ y_i`` -- sums over the
-    held-out rows only, so the brand learns no user's score. Every column lies in
-    ``[0, 1]`` over the held-out rows: the brand bounds the values and the error of
-    their products from the held-out count alone.
+    among the reported held-out users, divided by their number), ``Σ y_i [i in top s]``
+    per audience size ``s``, ``Σ y_i p_i`` (``p_i`` the score), and with several
+    candidates the same rank sum over the selection rows; then ``Σ y_i`` over each
+    (:func:`~.bounds.holdout_values`) -- sums over held-out rows only, so the brand
+    learns no user's score. The candidate is chosen on the selection rows' AUC and
+    reported on the others'. Every column lies in ``[0, 1]`` over the held-out rows: the
+    brand bounds the values and the error of their products from the held-out count alone.
     """
     state = party.phase("lookalike")
     options, owner = state.options, state.owner
-    n = holdout_rows(state.rows, options.holdout_fraction)
+    held = holdout_rows(state.rows, options.holdout_fraction)
     sizes, candidates = options.sizes, options.candidates
-    columns = holdout_columns(len(sizes))
+    n_selection = selection_rows(held, len(candidates))
+    n = held - n_selection  # the reported held-out rows
+    reported_columns = holdout_columns(len(sizes))
+    columns = reported_columns + (n_selection > 0)
     scheme = owner.key.scheme
-    shift, bound = scaled_bound(scheme, n)
-    expected = Expected(EVALUATE, count=columns * len(candidates) + 1, bound=bound,
-                        product=product(scheme, n, state.rows, [(n, 1.0)], additions=2))
+    shift, bound = scaled_bound(scheme, held)
+    expected = Expected(EVALUATE, count=holdout_values(len(sizes), len(candidates), held), bound=bound,
+                        product=product(scheme, held, state.rows, [(held, 1.0)], additions=2))
     released = owner.release(msg["holdout"], expected)
     if scheme == "ckks":
         values = np.asarray(released) / 2.0**shift
     else:
         values = np.array([math.ldexp(float(v), -(2 * owner.key.precision_bits + shift)) for v in released])
-    positives = float(round(values[-1]))  # a count: rounding removes the flooding noise
+    counts = values[len(candidates) * columns:]  # Σ y over the reported rows, then over the selection rows
+    positives = float(round(counts[0]))  # a count: rounding removes the flooding noise
     negatives = n - positives
+    selection_positives = float(round(counts[1])) if n_selection else 0.0
     results = []
     for k, l2 in enumerate(candidates):
         block = values[k * columns:(k + 1) * columns]
-        rank_sum, hits, score_sum = block[0], block[1:-1], block[-1]
-        auc = (n * rank_sum - positives * (positives + 1) / 2) / (positives * negatives) \
-            if positives >= 1 and negatives >= 1 else float("nan")
-        results.append({"l2": float(l2), "auc": float(auc), "hits": hits, "score_sum": float(score_sum)})
-    choice = int(np.nanargmax([r["auc"] for r in results])) if any(np.isfinite(r["auc"]) for r in results) else 0
+        rank_sum, hits, score_sum = block[0], block[1:reported_columns - 1], block[reported_columns - 1]
+        result = {"l2": float(l2), "auc": _auc(rank_sum, n, positives), "hits": hits, "score_sum": float(score_sum)}
+        if n_selection:
+            result["selection_auc"] = _auc(block[-1], n_selection, selection_positives)
+        results.append(result)
+    chosen_on = [r["selection_auc"] for r in results] if n_selection else [0.0]
+    choice = int(np.nanargmax(chosen_on)) if np.isfinite(chosen_on).any() else 0
     best = results[choice]
     audiences = []
     for size, hits in zip(sizes, best["hits"]):
@@ -210,7 +222,11 @@ def evaluate(party, msg):
         "media_rows": state.rows,
         "holdout": {"rows": n, "seed_members": int(positives), "auc": best["auc"],
                     "auc_interval": list(auc_interval(best["auc"], positives, negatives)), "audiences": audiences},
-        "model_selection": [{"l2": r["l2"], "holdout_auc": r["auc"]} for r in results],
+        "model_selection": [{"l2": r["l2"], "selection_auc": r["selection_auc"],
+                             "selection_auc_interval": list(auc_interval(
+                                 r["selection_auc"], selection_positives, n_selection - selection_positives))}
+                            for r in results] if n_selection else [{"l2": best["l2"]}],
+        "selection": {"rows": n_selection, "seed_members": int(selection_positives)} if n_selection else None,
         "chosen_l2": best["l2"],
         "positive_unlabelled": {
             "method": "seed vs. rest of audience (Elkan & Noto 2008), ranking-equivalent under SCAR",
@@ -221,13 +237,21 @@ def evaluate(party, msg):
         "label_dp": state.dp,
         "notes": "Held-out figures count seed members only: unlabelled users who are like the seed count as "
                  "misses, so precision is a lower bound." + (
-                     f" The L2 penalty was chosen among {len(results)} candidates on these same held-out users, "
-                     "which makes the AUC slightly optimistic (label DP, the default, trains one and reports it "
-                     "unselected)." if len(results) > 1 else ""),
+                     f" The L2 penalty was chosen among {len(results)} candidates on {n_selection:,} other held-out "
+                     "users (half of them): the figures here come from users who chose nothing." if n_selection
+                     else ""),
         "warnings": reliability_warnings(int(positives), None, "the held-out figures"),
     }
     (party.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return Message(choice=ciphertext(seal_values(party, np.array([choice]), EVALUATE)))
+
+
+def _auc(rank_sum, rows, positives):
+    """AUC from ``Σ y_i u_i`` (``u_i`` a user's rank among ``rows`` users over ``rows``) and the positives' count."""
+    negatives = rows - positives
+    if positives < 1 or negatives < 1:
+        return float("nan")
+    return float((rows * rank_sum - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 # --- 7. lookalike.release_flags ----------------------------------------------------------------

@@ -34,7 +34,14 @@ from ..vertical_lr import (
     open_values,
     weak_keys_allowed,
 )
-from .bounds import DP_CLIP_NORM, flags_released, holdout_audience, holdout_rows, label_aggregate_bound
+from .bounds import (
+    DP_CLIP_NORM,
+    flags_released,
+    holdout_audience,
+    holdout_rows,
+    label_aggregate_bound,
+    selection_rows,
+)
 from .options import LookalikeOptions
 
 
@@ -64,6 +71,8 @@ class MediaState:
     """The rows the media trains on: ``encoded``, clipped to :data:`DP_CLIP_NORM` with label DP."""
     holdout: np.ndarray
     """True for a held-out row (drawn before any label was seen)."""
+    selection: np.ndarray
+    """True for a held-out row the L2 penalty is chosen on (:func:`~.bounds.selection_rows`), not reported."""
     seed_list_size: int
     """The size of the brand's list (PSI)."""
     context: object = None
@@ -99,9 +108,11 @@ def load_features(party, msg):
     encoder = options.encoder(inputs.table.path)
     encoded = encoder.fit_transform(inputs.table, inputs.feature_columns, rows=rows)
     features = dp.clip_rows(encoded, DP_CLIP_NORM) if options.label_dp_epsilon is not None else encoded
+    holdout = holdout_mask(len(rows), options.holdout_fraction, options.random_state)
     party.state["lookalike"] = MediaState(
         options=options, column=inputs.id_column, ids=inputs.ids[rows], encoder=encoder, encoded=encoded,
-        features=features, holdout=holdout_mask(len(rows), options.holdout_fraction, options.random_state),
+        features=features, holdout=holdout,
+        selection=selection_mask(holdout, len(options.candidates), options.random_state),
         seed_list_size=int(psi.peer_size))
     return Message(features=size(encoded.shape[1]))
 
@@ -117,6 +128,16 @@ def holdout_mask(rows, fraction, random_state=None):
     held = np.zeros(rows, dtype=bool)
     held[order[:holdout_rows(rows, fraction)]] = True
     return held
+
+
+def selection_mask(holdout, candidates, random_state=None):
+    """Boolean mask of the held-out rows the L2 penalty is chosen on: :func:`~.bounds.selection_rows` of them."""
+    chosen = np.zeros(len(holdout), dtype=bool)
+    count = selection_rows(int(holdout.sum()), candidates)
+    if count:
+        seed = (random_state, 1) if random_state is not None else int.from_bytes(os.urandom(8), "little")
+        chosen[np.random.default_rng(seed).permutation(np.flatnonzero(holdout))[:count]] = True
+    return chosen
 
 
 # --- 2. lookalike.label_aggregate --------------------------------------------------------------
@@ -155,32 +176,40 @@ def label_aggregate(party, msg):
 def train(party, msg):
     """Unmask the label aggregate, fit each L2 candidate, and aggregate held-out results under encryption.
 
-    For candidate ``k`` the held-out matrix has the columns ``u`` (normalised average
-    rank of the score among held-out users), one top-of-audience indicator per audience
-    size, and the score; a last column of ones gives ``Σ y`` over held-out rows.
+    For candidate ``k`` the held-out matrix has, over the reported held-out rows, the
+    columns ``u`` (normalised average rank of the score among them), one top-of-audience
+    indicator per audience size, and the score; with several candidates, one more column:
+    ``u`` over the selection rows, ranked among them. Last, columns of ones give ``Σ y``
+    over the reported rows and over the selection rows (:func:`~.bounds.holdout_values`).
     """
     state = party.phase("lookalike")
     options = state.options
     aggregate = open_release(party, msg["aggregate"], "lookalike.release_aggregate", state.mask)
     state.mask = None
-    held = np.flatnonzero(state.holdout)
-    n_held, rows = len(held), len(state.features)
-    state.candidates, blocks = [], []
+    reported, selection = np.flatnonzero(state.holdout & ~state.selection), np.flatnonzero(state.selection)
+    n_reported, rows, selecting = len(reported), len(state.features), len(selection) > 0
+    state.candidates, columns = [], []
     for l2 in options.candidates:
         weights, iterations = fit_from_aggregate(state.features[~state.holdout], aggregate, float(l2))
         candidate = Candidate(l2=float(l2), coef=weights[:-1], intercept=float(weights[-1]), iterations=iterations)
         state.candidates.append(candidate)
-        logits = _model(state, candidate).logits(state.encoded[held])
+        model = _model(state, candidate)
+        logits = model.logits(state.encoded[reported])
         order = np.argsort(-logits, kind="stable")
-        columns = [rankdata(logits) / n_held]
+        columns.append((reported, rankdata(logits) / n_reported))
         for audience in options.sizes:
-            top = np.zeros(n_held)
-            top[order[:holdout_audience(audience, n_held, rows)]] = 1.0
-            columns.append(top)
-        columns.append(expit(logits))
-        blocks.append(np.column_stack(columns))
-    matrix = np.zeros((rows, sum(b.shape[1] for b in blocks) + 1))
-    matrix[held] = np.hstack(blocks + [np.ones((n_held, 1))])
+            top = np.zeros(n_reported)
+            top[order[:holdout_audience(audience, n_reported, rows)]] = 1.0
+            columns.append((reported, top))
+        columns.append((reported, expit(logits)))
+        if selecting:
+            columns.append((selection, rankdata(model.logits(state.encoded[selection])) / len(selection)))
+    columns.append((reported, np.ones(n_reported)))
+    if selecting:
+        columns.append((selection, np.ones(len(selection))))
+    matrix = np.zeros((rows, len(columns)))
+    for k, (where, values) in enumerate(columns):
+        matrix[where, k] = values
     bound = holdout_rows(rows, options.holdout_fraction)  # every column lies in [0, 1]
     product, shift, _ = encrypted_product(state.labels, matrix, 1.0, bound=bound)
     # a per-row product is a flag times a value in [0, 1], at the product's scale

@@ -27,6 +27,7 @@ from ...kit.inputs import read_inputs
 from ...kit.model import ModelFile
 from ...kit.release import Expected, KeyOwner
 from ...metrics import audience_table, auc, auc_interval, gain_curve, ks, lift_at, reliability_warnings
+from ...runtime import progress
 from ...wire import Message, ciphertext, control, public, size
 from ..vertical_lr import (
     BoundOptimizer,
@@ -143,6 +144,10 @@ class BrandState:
     """1.0 / 0.0 per matched user (0.0 for users to score: they carry no weight)."""
     train: np.ndarray
     validation: np.ndarray
+    """The users whose figures the report gives: never the users early stopping chose the epoch on."""
+    stopping_users: np.ndarray
+    """The users whose Brier score is computed each epoch: with early stopping, the other half of the held-out
+    users; without it (label DP), the validation users themselves, whose score then decides nothing."""
     to_score: np.ndarray
     stopping: EarlyStopping
     label_dp: LabelDP | None
@@ -202,16 +207,19 @@ def load(party, msg):
     label_dp = LabelDP.of(options, budget)
     labels = inputs.labels[psi.rows]  # every row's label was checked, so an error names its row in the file
     labelled = ~np.isnan(labels)
-    validation = validation_split(psi.ids, labelled, options.validation_fraction, options.random_state)
-    train = labelled & ~validation
+    held_out = validation_split(psi.ids, labelled, options.validation_fraction, options.random_state)
+    train = labelled & ~held_out
+    selects = label_dp is None  # early stopping runs with label DP off: it chooses on other users than it reports
+    stopping_users = validation_split(psi.ids, held_out, 0.5, options.random_state) if selects else held_out
+    validation = held_out & ~stopping_users if selects else held_out
     if len(np.unique(labels[train])) < 2:
         raise InputError("the matched, labelled training users hold one class only", path=inputs.table.path,
                          column=inputs.label_column)
     party.state["propensity"] = BrandState(
         options=options, ids=np.asarray(psi.ids, dtype=object), encoder=encoder, encoded=encoded,
         features=training_rows(encoded, label_dp), table_rows=inputs.table.rows, labels=np.nan_to_num(labels),
-        train=train, validation=validation, to_score=~labelled, label_dp=label_dp, budget=budget,
-        stopping=EarlyStopping(options.patience, int(validation.sum()), enabled=label_dp is None))
+        train=train, validation=validation, stopping_users=stopping_users, to_score=~labelled, label_dp=label_dp,
+        budget=budget, stopping=EarlyStopping(options.patience, int(stopping_users.sum()), enabled=selects))
     return Message(features=size(encoded.shape[1]), table_rows=size(inputs.table.rows),
                    training_rows=size(int(train.sum())))
 
@@ -300,7 +308,7 @@ def brand_round(party, msg):
         raise ProtocolError("the media's label aggregate must come exactly once, in the first epoch of a label-DP run")
     if "label_term" in msg:
         reply["label_term"] = ciphertext(seal_values(party, _release_label_term(state, msg["label_term"]), LABEL_TERM))
-    brier = split_brier(z_b, state.labels, quantiles) * state.validation.astype(float)[:, None]
+    brier = split_brier(z_b, state.labels, quantiles) * state.stopping_users.astype(float)[:, None]
     u_bound = media_logit_bound(quantiles)
     u, u_squared = context.load_vector(msg["media_logit"]), context.load_vector(msg["media_logit_squared"])
     product, shift, bound = encrypted_products(
@@ -345,6 +353,9 @@ def brand_update(party, msg):
     state.mask = None
     if state.stopping.update(values[-1]):
         state.best_weights = state.evaluated
+    if state.stopping.validation_users:
+        best = f" (best: epoch {state.stopping.best_epoch_ + 1})" if state.stopping.enabled else ""
+        progress.party_figure(party.role, f"validation Brier {state.stopping.history_[-1]:.4f}{best}")
     label_term = 0.0 if state.label_term is None else state.label_term
     step = state.optimizer.step((values[:-1] - label_term) / state.sizes.training)
     owner, quantiles, sizes = state.owner, state.quantiles, state.sizes
@@ -365,7 +376,7 @@ def rank_mask(party, msg):
     The brand's partial logits are those of its kept weights (:func:`~fedscore.protocols.
     propensity.common.kept_weights`), computed by the model file it writes, and clipped
     to :data:`~fedscore.protocols.propensity.common.RANK_LOGIT_LIMIT` like the media's.
-    Only the validation users and users to score are sent (not the training users),
+    Only the users not trained on are sent (held-out users and users to score),
     shuffled with a permutation drawn from the OS generator and re-randomised; the media
     learns how many, not which.
     """
@@ -380,7 +391,7 @@ def rank_mask(party, msg):
         # what both halves record alike: the model's identity when a later run scores with it
         "run_id": party.run_id, "matched_users": len(state.features), "exact_scores": options.exact_scores})
     state.brand_logits = state.model.logits(state.encoded)
-    rows = np.flatnonzero(state.validation | state.to_score)
+    rows = np.flatnonzero(~state.train)
     scores, state.ranked_rows = mask_for_ranking(media_logits, state.brand_logits, rows, options.exact_scores)
     return Message(scores=ciphertext(scores.to_bytes()), rows=size(len(rows)))
 
@@ -536,8 +547,8 @@ def brand_only(party, state):
     The brand reads its table again (it was validated in ``propensity.load``; every row
     of it is the brand's own): the same encoder as its half of the joint model, fitted on
     the whole table, encodes every row. Held out of training: the joint model's
-    validation users (so the two models are compared on the same users) and, drawn the
-    same way, ``validation_fraction`` of the labelled users PSI did not match. Trained on
+    held-out users (its validation users, so that the two models are compared on the same
+    users, and its stopping users) and, drawn the same way, ``validation_fraction`` of the labelled users PSI did not match. Trained on
     every other labelled user, matched or not, with the run's L2 penalty. Calibrated on
     the unmatched held-out users, like the users it scores, when they are enough
     (:data:`MIN_CALIBRATION_CLASS`), else on every held-out user. Nothing is sent: this is
@@ -552,9 +563,10 @@ def brand_only(party, state):
     labelled = ~np.isnan(labels)
     matched = np.zeros(len(labels), dtype=bool)
     matched[psi.rows] = True
-    joint_validation = np.zeros(len(labels), dtype=bool)
+    joint_validation, joint_held_out = np.zeros(len(labels), dtype=bool), np.zeros(len(labels), dtype=bool)
     joint_validation[psi.rows[state.validation]] = True
-    held_out = joint_validation | validation_split(inputs.ids, labelled & ~matched, options.validation_fraction,
+    joint_held_out[psi.rows[~state.train & ~state.to_score]] = True  # its validation and stopping users
+    held_out = joint_held_out | validation_split(inputs.ids, labelled & ~matched, options.validation_fraction,
                                                    options.random_state)
     train = labelled & ~held_out
     features = state.encoder.transform(inputs.table)
@@ -580,8 +592,8 @@ def brand_only(party, state):
         "unmatched_held_out": measured(unmatched_held_out),
         "calibrated_on": "unmatched_held_out" if enough else "held_out",
         "note": "logistic regression on the brand's own encoded columns, trained locally on its labelled users, "
-                "matched and unmatched, except those held out: the joint model's validation users (validation, "
-                "the same users as the joint model's AUC) and a share of the unmatched labelled users (held_out "
+                "matched and unmatched, except those held out: the joint model's held-out users (among them its "
+                "validation users: validation, the same users as the joint model's AUC) and a share of the unmatched labelled users (held_out "
                 "counts both); calibrated on the unmatched held-out users when they hold at least "
                 f"{MIN_CALIBRATION_CLASS} positives and {MIN_CALIBRATION_CLASS} negatives, else on all held-out users"}
     model = ModelFile(kind="propensity", party=party.role, encoder=state.encoder, coef=weights[:-1],
@@ -692,15 +704,17 @@ def finish(party, msg):
         "epochs_run": int(state.optimizer.n_steps_),
         "early_stopping": {"best_epoch": int(stopping.best_epoch_), "patience": stopping.patience,
                            "validation_brier": [round(v, 6) for v in stopping.history_],
-                           "enabled": stopping.enabled,
-                           "note": "mean Brier score of the validation users at each epoch's weights, from the "
-                                   "split-sigmoid approximation; the ranking uses the best epoch's weights"
-                                   + ("" if stopping.enabled else
-                                      " (off under label DP: the last epoch's weights are kept)")},
+                           "enabled": stopping.enabled, "stopping_users": int(state.stopping_users.sum()),
+                           "note": ("mean Brier score, at each epoch's weights, of held-out users kept apart from "
+                                    "the validation users (the held-out users split in two halves), from the "
+                                    "split-sigmoid approximation; the ranking uses the best epoch's weights, and the "
+                                    "validation figures come from the other half, which chose nothing"
+                                    if stopping.enabled else
+                                    "mean Brier score of the validation users at each epoch's weights, from the "
+                                    "split-sigmoid approximation, for the record only: early stopping is off under "
+                                    "label DP and the last epoch's weights are kept")},
         "label_dp": None if state.label_dp is None else state.label_dp.to_dict(),
-        "warnings": reliability_warnings(positives, lift, "the validation figures") + calibration_warnings + (
-            ["the epoch was chosen on these same validation users (early stopping, which runs with label DP off), "
-             "so the validation figures are slightly optimistic"] if stopping.enabled else []),
+        "warnings": reliability_warnings(positives, lift, "the validation figures") + calibration_warnings,
     }
     (party.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return Message()

@@ -57,6 +57,10 @@ _SMALL_ORDER_ROWS = np.array([list(u.to_bytes(POINT_BYTES, "little")) for u in s
                              dtype=np.uint8)
 
 
+PROGRESS_BLOCK = 1 << 17
+"""IDs per block of work between two progress reports: about a second each."""
+
+
 def hash_domain(run_id):
     """The per-run domain separator: the same IDs hash to unrelated points in every run."""
     return HASH_DOMAIN + b"/" + run_id.encode("utf-8")
@@ -101,12 +105,27 @@ def multiply(points, key, engine=None):
     return parallel_chunks(engine.multiply, np.ascontiguousarray(points, dtype=np.uint8), key)
 
 
-def hash_and_blind(ids, key, domain, engine=None):
+def in_blocks(work, rows, on_block=None):
+    """``work(rows)`` applied :data:`PROGRESS_BLOCK` rows at a time, the results stacked.
+
+    ``on_block(k, total)`` is called before block ``k`` (from 1): a million IDs take tens
+    of seconds, and a party's console shows how far it has come.
+    """
+    total = max(1, -(-len(rows) // PROGRESS_BLOCK))
+    parts = []
+    for k in range(total):
+        if on_block is not None:
+            on_block(k + 1, total)
+        parts.append(work(rows[k * PROGRESS_BLOCK:(k + 1) * PROGRESS_BLOCK]))
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def hash_and_blind(ids, key, domain, engine=None, on_block=None):
     """Hash each ID onto the curve and multiply it by ``key``: ``(n, 32)`` uint8."""
-    return multiply(hash_to_curve(ids, domain), key, engine)
+    return in_blocks(lambda block: multiply(hash_to_curve(block, domain), key, engine), ids, on_block)
 
 
-def blind_received(points, key, engine=None):
+def blind_received(points, key, engine=None, on_block=None):
     """Multiply received points by ``key``, after checking them: ``(n, 32)`` uint8.
 
     The points' encoding was checked before (:func:`check_points`). Refused here:
@@ -122,7 +141,7 @@ def blind_received(points, key, engine=None):
         raise ProtocolError("a received value is a point of small order")
     if not on_curve(points[random_sample(len(points), RECEIVED_CURVE_SAMPLE)]).all():
         raise ProtocolError("a received value is not a point of the curve")
-    out = multiply(points, key, engine)
+    out = in_blocks(lambda block: multiply(block, key, engine), points, on_block)
     if not out.any(axis=1).all():
         raise ProtocolError("a received value is a point of small order")
     return out

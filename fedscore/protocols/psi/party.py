@@ -21,6 +21,7 @@ from ...errors import OptionsError, ProtocolError
 from ...ids import prepare_ids
 from ...kit.inputs import read_inputs
 from ...kit.options import argument
+from ...runtime import progress
 from ...wire import Message, blinded_ids, ciphertext, public, size
 from .engine import default_engine, fallback_reason
 from .group import (
@@ -103,6 +104,11 @@ class _Blinding:
     peer_double: np.ndarray = None
 
 
+def _shown(party, what):
+    """A block callback that shows this party's progress on its own console."""
+    return lambda done, total: progress.party_pass(party.role, what, done, total)
+
+
 def _labelled_media(party, blinding):
     return blinding.mode == "labelled" and party.role == MEDIA
 
@@ -120,7 +126,7 @@ def blind_own(party, msg):
     inputs = read_inputs(options, party.role, party.config)
     prepared = prepare_ids(inputs.ids, options.id_kind, path=path, column=inputs.id_column)
     key = nacl.utils.random(SCALAR_BYTES)  # fresh per run, from the OS's generator
-    points = hash_and_blind(prepared.ids, key, hash_domain(party.run_id))
+    points = hash_and_blind(prepared.ids, key, hash_domain(party.run_id), on_block=_shown(party, "hashing block"))
     keep_order = options.mode == "labelled" and party.role == MEDIA
     order = np.arange(len(points)) if keep_order else random_permutation(len(points))
     party.state["psi.blinding"] = _Blinding(
@@ -147,7 +153,7 @@ def blind_peer(party, msg):
     peer = MEDIA if party.role == BRAND else BRAND
     peer_points = check_points(msg["points"], "peer's blinded IDs")
     party.channel.connect(peer, msg["channel_key"])
-    double = blind_received(peer_points, blinding.key)
+    double = blind_received(peer_points, blinding.key, on_block=_shown(party, "blinding the peer's block"))
     blinding.peer_size = len(peer_points)
     if _labelled_media(party, blinding):  # its part ends here, knowing only the brand's set size
         party.state["psi"] = MediaOrder(rows=blinding.rows, size=len(blinding.rows), peer_size=len(peer_points))

@@ -82,19 +82,8 @@ def model_id(model):
 
 
 def check_inputs(options, role, config, rows=None):
-    """A party's half and table, checked, and ``rows`` of the table (all by default) encoded with the half's encoder.
-
-    The library runs it on every row before a run starts, so that a bad cell or an
-    unseen value fails before anything is exchanged; ``segment_assign.setup`` runs it
-    again on the shared rows.
-
-    Returns
-    -------
-    (fedscore.kit.inputs.PartyInputs, ModelFile, numpy.ndarray)
-    """
-    model = halves.load_half(role, config, TRAINED_BY)
-    inputs, features = halves.encoded_table(options, role, config, model, rows)
-    return inputs, model, features
+    """:func:`fedscore.kit.halves.checked_half` for this job's halves."""
+    return halves.checked_half(options, role, config, TRAINED_BY, rows)
 
 
 # --- 1. segment_assign.setup -------------------------------------------------------------------
