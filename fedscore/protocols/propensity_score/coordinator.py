@@ -11,10 +11,8 @@ sealed payloads; it hears sizes and a public key, never a model, a logit or a ra
 
 import time
 
-from ...errors import ProtocolError
 from ...wire import Message, ciphertext, public
-from ..psi.coordinator import intersect
-from ..psi.options import PSIOptions
+from ..psi.coordinator import intersect_and_load
 
 BRAND, MEDIA = "brand", "media"
 
@@ -32,24 +30,11 @@ def run(coordinator, options):
     dict
         Public summary: sizes and timings. No score, rank, model or logit.
     """
-    missing = {BRAND, MEDIA} - set(coordinator.roles)
-    if missing:
-        raise ProtocolError(f"propensity scoring needs a brand and a media party (missing: "
-                            f"{', '.join(sorted(missing))})")
     started = time.perf_counter()
-
     # 0. PSI on the new tables: both parties learn the matched users in one order.
-    psi = intersect(coordinator, PSIOptions.from_dict({
-        "id_column": options.id_column, "mode": "both", "id_kind": options.id_kind,
-        "min_intersection": options.min_intersection}))
-
     # 1. propensity_score.load: each party loads its own half, encodes its rows with its
     # saved encoder, and seals its half's model id to the peer.
-    loaded = coordinator.exchange({role: ("propensity_score.load", Message(options=public(options.to_dict())))
-                                   for role in (BRAND, MEDIA)})
-    if loaded[BRAND]["rows"] != loaded[MEDIA]["rows"]:
-        raise ProtocolError(f"parties disagree on the overlap size ({loaded[BRAND]['rows']} vs "
-                            f"{loaded[MEDIA]['rows']})")
+    psi, loaded = intersect_and_load(coordinator, options, "propensity_score.load", "propensity scoring")
 
     # 2. propensity_score.rank_encrypt (media): checks the brand's model id, encrypts each z_m.
     encrypted = coordinator.call(MEDIA, "propensity_score.rank_encrypt",

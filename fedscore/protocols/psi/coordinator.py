@@ -10,6 +10,7 @@ sealed payloads; it never holds a key.
 
 from ...errors import ProtocolError
 from ...wire import Message, blinded_ids, ciphertext, public
+from .options import PSIOptions
 
 BRAND, MEDIA = "brand", "media"
 
@@ -70,3 +71,39 @@ def intersect(coordinator, options, *, write_output=False):
     else:
         coordinator.call(BRAND, "psi.match", Message(sealed=ciphertext(blinded[MEDIA]["sealed"])))
     return summary
+
+
+def intersect_and_load(coordinator, options, step, what):
+    """PSI on new tables, then ``step`` at both parties: each loads its own half of a trained model.
+
+    The opening of every job that scores with saved halves (``propensity_score``,
+    ``segment_assign``): both parties must take part, learn the matched users in one
+    order, and report the same number of rows once they have encoded theirs.
+
+    Parameters
+    ----------
+    coordinator : fedscore.runtime.coordinator.Coordinator
+    options : options of the job, with ``id_column``, ``id_kind`` and ``min_intersection``
+    step : str
+        The load step, sent ``options`` to both parties.
+    what : str
+        The job's name in words, for the error when a party is missing.
+
+    Returns
+    -------
+    psi : dict
+        PSI's public summary.
+    loaded : dict of role to Message
+        Each party's reply to ``step``.
+    """
+    missing = {BRAND, MEDIA} - set(coordinator.roles)
+    if missing:
+        raise ProtocolError(f"{what} needs a brand and a media party (missing: {', '.join(sorted(missing))})")
+    psi = intersect(coordinator, PSIOptions.from_dict({
+        "id_column": options.id_column, "mode": "both", "id_kind": options.id_kind,
+        "min_intersection": options.min_intersection}))
+    loaded = coordinator.exchange({role: (step, Message(options=public(options.to_dict()))) for role in (BRAND, MEDIA)})
+    if loaded[BRAND]["rows"] != loaded[MEDIA]["rows"]:
+        raise ProtocolError(f"parties disagree on the overlap size ({loaded[BRAND]['rows']} vs "
+                            f"{loaded[MEDIA]['rows']})")
+    return psi, loaded

@@ -12,10 +12,8 @@ public context, never a model, a distance or a segment.
 
 import time
 
-from ...errors import ProtocolError
 from ...wire import Message, ciphertext, public
-from ..psi.coordinator import intersect
-from ..psi.options import PSIOptions
+from ..psi.coordinator import intersect_and_load
 
 BRAND, MEDIA = "brand", "media"
 PEER = {BRAND: MEDIA, MEDIA: BRAND}
@@ -36,23 +34,11 @@ def run(coordinator, options):
     dict
         Public summary: sizes and timings. No segment, model or distance.
     """
-    missing = {BRAND, MEDIA} - set(coordinator.roles)
-    if missing:
-        raise ProtocolError(f"segment assignment needs a brand and a media party (missing: "
-                            f"{', '.join(sorted(missing))})")
     started = time.perf_counter()
-
     # 1. PSI on the new tables: both parties learn the shared users in one order.
-    psi_summary = intersect(coordinator, PSIOptions.from_dict({
-        "id_column": options.id_column, "mode": "both", "id_kind": options.id_kind,
-        "min_intersection": options.min_intersection}))
-
     # 2. segment_assign.setup: each party loads its own half, encodes its shared rows with
     # its saved encoder, and seals its half's model id to the peer.
-    setup = coordinator.exchange({role: ("segment_assign.setup", Message(options=public(options.to_dict())))
-                                  for role in (BRAND, MEDIA)})
-    if setup[BRAND]["rows"] != setup[MEDIA]["rows"]:
-        raise ProtocolError(f"parties disagree on the overlap size ({setup[BRAND]['rows']} vs {setup[MEDIA]['rows']})")
+    psi_summary, setup = intersect_and_load(coordinator, options, "segment_assign.setup", "segment assignment")
 
     # 3. segment_assign.encrypt_distances (owner): checks the masker's model id, encrypts
     # its partial distances to its slice of the centroids under a fresh key.
